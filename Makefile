@@ -1,0 +1,51 @@
+# ispbench: two commands do all the set-up.
+#   make test   create .venv if missing, install, run the test suite (not the slow tests)
+#   make book   create .venv if missing, install, execute every notebook with the default
+#               profile through papermill (cached), write the status page, build the HTML book
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PROFILE ?= embedded
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ispbench-installed
+
+# Nothing reaches a model hub or GitHub at run time (see README, "Offline").
+export YOLO_OFFLINE := 1
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: install test test-all book bench lock clean-book
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name ispbench --display-name "Python (ispbench)" > /dev/null
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q --timeout 600
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --timeout 3600
+
+book: $(STAMP)
+	$(PY) -m ispbench run --profile $(PROFILE) --publish book/executed
+	$(PY) -m ispbench report status --profile $(PROFILE) --out book/status.md
+	$(VENV)/bin/jupyter-book build . -n -W --keep-going
+	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+bench: $(STAMP)
+	$(PY) -m ispbench bench ops --profile $(PROFILE)
+
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v -i '^ispbench' > requirements.lock.new
+	@{ echo "# Exact versions ispbench is tested with (Python 3.11, Linux x86_64), used as pip constraints by the Makefile."; \
+	   echo "# Regenerate after changing pyproject.toml: make lock"; cat requirements.lock.new; } > requirements.lock
+	@rm requirements.lock.new
+
+clean-book:
+	rm -rf _build book/executed book/status.md

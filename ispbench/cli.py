@@ -1,0 +1,63 @@
+"""The ``ispbench`` command line.
+
+Each sub-command lives beside the code it drives and exposes ``main(argv) -> int``; this
+module only routes to it, so ``ispbench --help`` stays fast (nothing heavy is imported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: (command, sub-command) -> "module:function" taking the remaining argv.
+COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
+    ("run", None): ("ispbench.runner:main", "execute the book's notebooks (or some) with a profile through papermill"),
+    ("report", "status"): ("ispbench.report:main", "write the reproduction-status page from the result files"),
+    ("bench", "ops"): ("ispbench.ops.bench:main", "time every ISP module against a memory-copy floor"),
+    ("data", "prepare"): ("ispbench.data.prepare:main", "check and convert a paper dataset you downloaded"),
+    ("data", "generate"): ("ispbench.data.generate:main", "generate an embedded dataset (cached)"),
+    ("train", "detector"): ("ispbench.tasks.detector_train:main", "train the embedded YOLO detector"),
+    ("train", "adaptiveisp"): ("ispbench.methods.adaptiveisp.train:main", "train an AdaptiveISP policy"),
+    ("train", "rlpixtuner"): ("ispbench.methods.rlpixtuner.train:main", "train an RLPixTuner TD3 policy"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: ispbench COMMAND [SUBCOMMAND] [ARGS...]", "", "commands:"]
+    for (command, sub), (_, help_text) in COMMANDS.items():
+        name = f"{command} {sub}" if sub else command
+        lines.append(f"  {name:<22} {help_text}")
+    lines.append("")
+    lines.append("Run `ispbench COMMAND [SUBCOMMAND] --help` for a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        from ispbench import __version__
+
+        print(__version__)
+        return 0
+    command, rest = argv[0], argv[1:]
+    key: tuple[str, str | None] | None = None
+    if (command, None) in COMMANDS:
+        key = (command, None)
+    elif rest and (command, rest[0]) in COMMANDS:
+        key, rest = (command, rest[0]), rest[1:]
+    if key is None:
+        subs = sorted(f"{c} {s}" if s else c for c, s in COMMANDS)
+        print(f"ispbench: unknown command {' '.join(argv[:2])!r}; valid: {', '.join(subs)}", file=sys.stderr)
+        return 2
+    target, _ = COMMANDS[key]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,423 @@
+"""Execute the book's notebooks with a named profile through papermill.
+
+A *profile* is a YAML parameter set (``ispbench/profiles/<name>.yaml``)::
+
+    description: what the profile is for
+    defaults:            # given to every notebook that declares the parameter
+      device: cpu
+      seed: 0
+    notebooks:           # the book's notebooks, in order, with their own parameters
+      ops/gallery: {image_size: 256}
+
+The three profiles are ``smoke`` (seconds per notebook, used by the tests), ``embedded`` (the
+default: meaningful results on the project's own data on a CPU) and ``paper`` (the papers'
+data and settings, on a GPU).
+
+For each notebook the runner
+
+1. merges the profile's defaults and notebook parameters with command-line overrides and
+   refuses any name the notebook's ``parameters`` cell does not declare;
+2. skips the notebook when its cache key (notebook source, parameters, profile and every file
+   of the ``ispbench`` package) equals the key of the last good run;
+3. executes it with an explicit kernel, with ``$ISPBENCH_RESULTS`` pointing at a staging folder;
+4. on success renames the executed copy and the staged result files into
+   ``results/<profile>/``; on failure keeps the last good copy and results untouched, keeps the
+   failed copy as ``<name>.failed.ipynb`` and reports the notebook, cell and error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from ispbench import atomic
+from ispbench.paths import PACKAGE_DIR, REPO_DIR
+
+KERNEL_NAME = "ispbench"
+PROFILES_DIR = PACKAGE_DIR / "profiles"
+NOTEBOOKS_DIR = REPO_DIR / "notebooks"
+#: Injected into every notebook that declares it, so a notebook knows the profile it runs under.
+PROFILE_PARAMETER = "profile"
+
+
+class RunnerError(Exception):
+    """A problem the user can fix: unknown profile, notebook or parameter, or a failing notebook."""
+
+
+@dataclass
+class NotebookFailure(RunnerError):
+    """A notebook raised while executing."""
+
+    notebook: str
+    cell_index: int | None
+    execution_count: int | None
+    error_name: str
+    error_value: str
+    failed_copy: Path | None = None
+
+    first_line: str = ""
+
+    def __str__(self) -> str:
+        # cell_index is 1-based and counts the cells of the source notebook (not papermill's
+        # injected parameters cell), so it matches what the user sees when opening the notebook.
+        where = f"cell {self.cell_index}" if self.cell_index is not None else "an unknown cell"
+        if self.first_line:
+            where += f" `{self.first_line}`"
+        if self.execution_count is not None:
+            where += f" (execution count {self.execution_count})"
+        text = f"notebook {self.notebook!r} failed at {where}: {self.error_name}: {self.error_value}"
+        if self.failed_copy:
+            text += f"\n  the failed executed copy is at {self.failed_copy}; the last good results are kept"
+        return text
+
+
+# ----------------------------------------------------------------------------- profiles
+
+
+def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
+    """Names of the profile YAML files."""
+    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml"))
+
+
+def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> dict[str, Any]:
+    """Read and check a profile; unknown names are refused with the list of valid ones."""
+    path = Path(profiles_dir) / f"{name}.yaml"
+    if not path.exists():
+        raise RunnerError(
+            f"unknown profile {name!r}; valid profiles: {', '.join(available_profiles(profiles_dir)) or '(none)'}"
+        )
+    profile = yaml.safe_load(path.read_text()) or {}
+    for key in ("defaults", "notebooks"):
+        value = profile.get(key) or {}
+        if not isinstance(value, dict):
+            raise RunnerError(f"{path}: field {key!r} must be a mapping, got {type(value).__name__}")
+        profile[key] = value
+    for notebook, params in profile["notebooks"].items():
+        if params is None:
+            profile["notebooks"][notebook] = {}
+        elif not isinstance(params, dict):
+            raise RunnerError(f"{path}: parameters of notebook {notebook!r} must be a mapping")
+    profile["name"] = name
+    return profile
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+
+def notebook_path(notebook_id: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
+    return Path(notebooks_dir) / f"{notebook_id}.ipynb"
+
+
+def declared_parameters(path: Path) -> dict[str, Any]:
+    """Names and default values in the notebook's ``parameters`` cell."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise RunnerError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(cells[0].source, str(path), "exec"), {}, namespace)  # plain literals only
+    except Exception as exc:  # noqa: BLE001 - report any problem with the cell
+        raise RunnerError(f"{path}: the parameters cell must hold plain literals ({exc})") from exc
+    return {k: v for k, v in namespace.items() if not k.startswith("_")}
+
+
+def resolve_parameters(
+    notebook_id: str,
+    declared: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Profile defaults < profile notebook parameters < command-line overrides.
+
+    Defaults are given only to notebooks that declare them; notebook parameters and overrides
+    must be declared, else the error lists the valid names.
+    """
+    params: dict[str, Any] = {}
+    if PROFILE_PARAMETER in declared:
+        params[PROFILE_PARAMETER] = profile["name"]
+    params.update({k: v for k, v in profile["defaults"].items() if k in declared})
+    for source, values in (
+        (f"profile {profile['name']!r}", profile["notebooks"].get(notebook_id, {})),
+        ("the command line", overrides),
+    ):
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise RunnerError(
+                f"unknown parameter(s) {', '.join(unknown)} for notebook {notebook_id!r} (from {source}); "
+                f"valid parameters: {', '.join(sorted(declared))}"
+            )
+        params.update(values)
+    return params
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def package_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of every file of the package (code, profiles, paper numbers, shipped weights)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):
+            digest.update(path.relative_to(package_dir).as_posix().encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def cache_key(notebook: Path, params: Mapping[str, Any], profile: str, fingerprint: str) -> str:
+    """Changes whenever the notebook's source, its parameters or the package code change."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    source = json.dumps([[c.cell_type, c.source] for c in nb.cells])
+    payload = json.dumps({"source": source, "params": params, "profile": profile, "package": fingerprint},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def ensure_kernel(kernel_name: str = KERNEL_NAME) -> None:
+    """Install the project's kernel spec into this environment if it is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=kernel_name, display_name="Python (ispbench)", prefix=sys.prefix)
+
+
+@dataclass
+class RunReport:
+    notebook: str
+    status: str  # "executed" | "cached" | "failed"
+    seconds: float = 0.0
+    output: Path | None = None
+    error: NotebookFailure | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _failure_from(exc: Exception, notebook_id: str) -> NotebookFailure:
+    return NotebookFailure(
+        notebook=notebook_id,
+        cell_index=getattr(exc, "cell_index", None),
+        execution_count=getattr(exc, "exec_count", None),
+        error_name=getattr(exc, "ename", type(exc).__name__),
+        error_value=str(getattr(exc, "evalue", exc)).strip().splitlines()[0] if str(getattr(exc, "evalue", exc)).strip() else "",
+    )
+
+
+def _locate_failed_cell(failure: NotebookFailure) -> None:
+    """Turn papermill's 0-based index in the executed copy into the 1-based source cell number."""
+    import nbformat
+
+    if failure.cell_index is None or failure.failed_copy is None:
+        return
+    cells = nbformat.read(failure.failed_copy, as_version=4).cells
+    if not 0 <= failure.cell_index < len(cells):
+        return
+    injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[: failure.cell_index])
+    failure.first_line = next((line.strip() for line in cells[failure.cell_index].source.splitlines() if line.strip()), "")[:80]
+    failure.cell_index = failure.cell_index - injected + 1
+
+
+def execute_notebook(
+    notebook_id: str,
+    *,
+    profile: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    results_root: Path | None = None,
+    force: bool = False,
+    kernel_name: str = KERNEL_NAME,
+    fingerprint: str | None = None,
+) -> RunReport:
+    """Execute one notebook (or reuse its cached run). See the module docstring."""
+    import papermill
+
+    source = notebook_path(notebook_id, notebooks_dir)
+    if not source.exists():
+        raise RunnerError(f"notebook {notebook_id!r} not found: expected {source}")
+    params = resolve_parameters(notebook_id, declared_parameters(source), profile, overrides or {})
+    results_root = Path(results_root or os.environ.get("ISPBENCH_RESULTS", REPO_DIR / "results"))
+    out_dir = results_root / profile["name"] / "notebooks"
+    executed = out_dir / f"{notebook_id}.ipynb"
+    key_file = executed.with_suffix(".key")
+    key = cache_key(source, params, profile["name"], fingerprint or package_fingerprint())
+    if not force and executed.exists() and key_file.exists() and key_file.read_text().strip() == key:
+        return RunReport(notebook_id, "cached", output=executed, parameters=params)
+
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=results_root))
+    tmp_out = executed.with_name(f".{executed.stem}.running.ipynb")
+    env_before = os.environ.get("ISPBENCH_RESULTS")
+    os.environ["ISPBENCH_RESULTS"] = str(staging)  # the kernel inherits this environment
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source), str(tmp_out), parameters=params, kernel_name=kernel_name,
+            cwd=str(REPO_DIR), progress_bar=False, log_output=False,
+        )
+    except Exception as exc:  # noqa: BLE001 - papermill raises several types
+        failure = _failure_from(exc, notebook_id)
+        if tmp_out.exists():
+            failed = executed.with_name(f"{executed.stem}.failed.ipynb")
+            os.replace(tmp_out, failed)
+            failure.failed_copy = failed
+            _locate_failed_cell(failure)
+        return RunReport(notebook_id, "failed", time.perf_counter() - start, error=failure, parameters=params)
+    finally:
+        if env_before is None:
+            os.environ.pop("ISPBENCH_RESULTS", None)
+        else:
+            os.environ["ISPBENCH_RESULTS"] = env_before
+        seconds = time.perf_counter() - start
+    try:
+        # Success: promote staged results (each rename is atomic), then the executed copy and key.
+        for staged in sorted(staging.rglob("*")):
+            if staged.is_file():
+                target = results_root / staged.relative_to(staging)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+        os.replace(tmp_out, executed)
+        atomic.write_text(key_file, key + "\n")
+        stale = executed.with_name(f"{executed.stem}.failed.ipynb")
+        if stale.exists():
+            stale.unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return RunReport(notebook_id, "executed", seconds, output=executed, parameters=params)
+
+
+def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
+    """Copy an executed notebook into the book, with a Colab badge for its source notebook."""
+    import nbformat
+
+    nb = nbformat.read(report.output, as_version=4)
+    source = notebook_path(report.notebook, notebooks_dir)
+    try:
+        relative = source.resolve().relative_to(REPO_DIR).as_posix()
+    except ValueError:
+        relative = f"notebooks/{report.notebook}.ipynb"
+    profile = report.parameters.get(PROFILE_PARAMETER, "?")
+    badge = nbformat.v4.new_markdown_cell(
+        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/ispbench/ispbench/blob/main/{relative})\n\n"
+        f"*Executed with profile `{profile}` by `ispbench run {report.notebook} --profile {profile}`; "
+        f"parameters: `{json.dumps(report.parameters, default=str)}`.*"
+    )
+    badge.metadata["tags"] = ["ispbench-badge"]
+    # Insert after the title cell when there is one, so the page keeps its heading.
+    index = 1 if nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("#") else 0
+    nb.cells.insert(index, badge)
+    target = Path(publish_dir) / f"{report.notebook}.ipynb"
+    with atomic.atomic_open(target, "w", encoding="utf-8") as handle:
+        nbformat.write(nb, handle)
+    return target
+
+
+def run(
+    notebooks: Iterable[str] | None = None,
+    *,
+    profile: str = "embedded",
+    overrides: Mapping[str, Any] | None = None,
+    force: bool = False,
+    publish_dir: Path | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    profiles_dir: Path = PROFILES_DIR,
+    results_root: Path | None = None,
+    kernel_name: str = KERNEL_NAME,
+    package_dir: Path = PACKAGE_DIR,
+    stream=None,
+) -> list[RunReport]:
+    """Execute the profile's notebooks (or the given ones), printing one progress line each."""
+    stream = stream or sys.stdout
+    spec = load_profile(profile, profiles_dir)
+    selected = list(notebooks) if notebooks else list(spec["notebooks"])
+    if not selected:
+        raise RunnerError(f"profile {profile!r} lists no notebooks")
+    unknown = [n for n in selected if not notebook_path(n, notebooks_dir).exists()]
+    if unknown:
+        known = sorted(p.relative_to(notebooks_dir).with_suffix("").as_posix()
+                       for p in Path(notebooks_dir).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        raise RunnerError(f"unknown notebook(s) {', '.join(unknown)}; valid notebooks: {', '.join(known)}")
+    if kernel_name == KERNEL_NAME:
+        ensure_kernel(kernel_name)
+    fingerprint = package_fingerprint(package_dir)
+    reports = []
+    for i, notebook_id in enumerate(selected, 1):
+        prefix = f"[{i}/{len(selected)}] {notebook_id} ({profile})"
+        print(f"{prefix} ...", file=stream, flush=True)
+        report = execute_notebook(
+            notebook_id, profile=spec, overrides=overrides, notebooks_dir=notebooks_dir,
+            results_root=results_root, force=force, kernel_name=kernel_name, fingerprint=fingerprint,
+        )
+        if report.status == "failed":
+            print(f"{prefix} FAILED after {report.seconds:.1f} s\n  {report.error}", file=stream, flush=True)
+        elif report.status == "cached":
+            print(f"{prefix} cached: source, parameters and package unchanged", file=stream, flush=True)
+        else:
+            print(f"{prefix} executed in {report.seconds:.1f} s", file=stream, flush=True)
+        if publish_dir and report.status != "failed":
+            publish(report, Path(publish_dir), notebooks_dir)
+        reports.append(report)
+    return reports
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _parse_value(text: str) -> Any:
+    """``-p name value`` values are YAML scalars, as with papermill's ``-y``: 3 -> int, true -> bool."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ispbench run",
+        description="Execute the book's notebooks (all of the profile's, or the ones named) through papermill.",
+    )
+    parser.add_argument("notebooks", nargs="*", help="notebook ids, e.g. adaptiveisp/table1 (default: all of the profile)")
+    parser.add_argument("--profile", default="embedded", help="parameter set: smoke, embedded (default) or paper")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override one parameter (repeatable), as papermill's -p")
+    parser.add_argument("--force", action="store_true", help="execute even when the cache says nothing changed")
+    parser.add_argument("--publish", type=Path, default=None, help="copy executed notebooks here for the book")
+    parser.add_argument("--list", action="store_true", help="list the profile's notebooks and their parameters")
+    args = parser.parse_args(argv)
+    try:
+        if args.list:
+            spec = load_profile(args.profile)
+            for notebook_id, params in spec["notebooks"].items():
+                print(f"{notebook_id}: {json.dumps(params)}")
+            return 0
+        overrides = {name: _parse_value(value) for name, value in args.parameter}
+        reports = run(args.notebooks or None, profile=args.profile, overrides=overrides,
+                      force=args.force, publish_dir=args.publish)
+    except RunnerError as exc:
+        print(f"ispbench run: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in reports if r.status == "failed"]
+    executed = sum(r.status == "executed" for r in reports)
+    print(f"{len(reports)} notebooks: {executed} executed, {len(reports) - executed - len(failed)} cached, "
+          f"{len(failed)} failed; {sum(r.seconds for r in reports):.1f} s")
+    return 1 if failed else 0
