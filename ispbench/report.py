@@ -1,0 +1,278 @@
+"""The reproduction-status page: which paper tables the book reproduces, and how closely.
+
+Convention
+----------
+A notebook that reproduces (part of) a paper table stores, in its result file, a table named
+``comparison``: the output of :func:`ispbench.papers.side_by_side`::
+
+    comparison = papers.side_by_side(ours, paper="AdaptiveISP", table=1, profile=profile, data=data)
+    write_results("adaptiveisp/table1", profile=profile, data=data, parameters=...,
+                  tables={"comparison": comparison, ...})
+
+so each row carries ``paper, table, dataset, method, metric, setting, paper_value, our_value,
+difference, profile, data``. A notebook may cover several paper tables: concatenate their
+``side_by_side`` frames into one ``comparison``. Rows are matched to the typed paper numbers
+(:mod:`ispbench.papers`) on ``(paper, table, dataset, method, metric, setting)``; differences
+are recomputed against the current CSV, so fixing a typo in the paper numbers needs no re-run.
+When two notebooks report the same cell, the newer result file wins.
+
+Status of a paper table (counting only cells where the paper prints a number):
+
+- ``reproduced``: every number of the table has our value;
+- ``partly``: some have;
+- ``not yet``: none has.
+
+Command line::
+
+    ispbench report status --profile embedded --out book/status.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ispbench import atomic, papers
+from ispbench.paths import REPO_DIR, results_dir
+from ispbench.results import all_results
+
+COMPARISON_TABLE = "comparison"
+STATUS_COLUMNS = [
+    "paper", "table", "status", "cells_paper", "cells_compared", "mean_abs_difference",
+    "notebooks", "profile", "data", "newest",
+]
+
+
+def _is_nan(x: Any) -> bool:
+    if x is None:
+        return True
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+def _norm_setting(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+
+
+def comparison_rows(profile: str) -> pd.DataFrame:
+    """Every ``comparison`` row of every result file of ``profile``, newest file first.
+
+    Columns: :data:`ispbench.papers.SIDE_BY_SIDE_COLUMNS` plus ``notebook``, ``written_at``
+    and ``git_commit``. Rows without a number of ours are kept (they list what a notebook
+    attempted).
+    """
+    rows: list[dict[str, Any]] = []
+    for result in all_results(profile):
+        table = (result.get("tables") or {}).get(COMPARISON_TABLE) or []
+        for row in table:
+            missing = [c for c in ("paper", "table", "method", "metric") if c not in row]
+            if missing:
+                name = result.get("name", "?")
+                raise ValueError(f"result {name!r} (profile {profile!r}): table {COMPARISON_TABLE!r} rows lack "
+                                 f"{missing}; build it with ispbench.papers.side_by_side")
+            record = {c: row.get(c) for c in papers.SIDE_BY_SIDE_COLUMNS}
+            record["table"] = str(record["table"])
+            for c in ("dataset", "setting"):
+                record[c] = _norm_setting(record[c])
+            record["our_value"] = float("nan") if _is_nan(record["our_value"]) else float(record["our_value"])
+            record["data"] = record["data"] if record["data"] else result.get("data", "")
+            record["profile"] = record["profile"] or result.get("profile", profile)
+            record["notebook"] = result.get("name", "?")
+            record["written_at"] = result.get("written_at") or ""
+            record["git_commit"] = (result.get("provenance") or {}).get("git_commit", "unknown")
+            rows.append(record)
+    columns = [*papers.SIDE_BY_SIDE_COLUMNS, "notebook", "written_at", "git_commit"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("written_at", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _our_cells(comparisons: pd.DataFrame, paper: str, table: str) -> dict[tuple, dict[str, Any]]:
+    """Key -> newest comparison row with a value, for one paper table."""
+    cells: dict[tuple, dict[str, Any]] = {}
+    part = comparisons[(comparisons["paper"] == paper) & (comparisons["table"] == table)]
+    for _, row in part.iterrows():  # newest first
+        if _is_nan(row["our_value"]):
+            continue
+        key = tuple(row[c] for c in papers.KEY)
+        cells.setdefault(key, row.to_dict())
+    return cells
+
+
+def status_table(profile: str) -> pd.DataFrame:
+    """One row per (paper, table) of the typed paper numbers, with its reproduction status.
+
+    Columns: ``paper, table, status`` (``reproduced``/``partly``/``not yet``), ``cells_paper``
+    (numbers the paper prints), ``cells_compared`` (of those, how many we have),
+    ``mean_abs_difference`` (mean ``|ours - paper|`` over compared cells, NaN if none),
+    ``notebooks`` (comma-separated ids that contributed), ``profile``, ``data`` (``; ``-joined
+    descriptions), ``newest`` (time of the newest contributing result file).
+    """
+    published = papers.load()
+    comparisons = comparison_rows(profile)
+    out = []
+    for paper in papers.paper_names():
+        pub = published[published["paper"] == paper]
+        for table in papers.tables(paper):
+            cells = pub[(pub["table"] == table) & pub["value"].notna()]
+            ours = _our_cells(comparisons, paper, table)
+            diffs, used = [], []
+            for _, cell in cells.iterrows():
+                key = tuple(cell[c] for c in papers.KEY)
+                if key in ours:
+                    diffs.append(abs(ours[key]["our_value"] - cell["value"]))
+                    used.append(ours[key])
+            notebooks = list(dict.fromkeys(r["notebook"] for r in used))
+            data = list(dict.fromkeys(str(r["data"]) for r in used if r["data"]))
+            n = len(diffs)
+            status = "reproduced" if n and n == len(cells) else "partly" if n else "not yet"
+            out.append({
+                "paper": paper, "table": table, "status": status,
+                "cells_paper": len(cells), "cells_compared": n,
+                "mean_abs_difference": sum(diffs) / n if n else float("nan"),
+                "notebooks": ", ".join(notebooks), "profile": profile, "data": "; ".join(data),
+                "newest": max((r["written_at"] for r in used), default=""),
+            })
+    return pd.DataFrame(out, columns=STATUS_COLUMNS)
+
+
+def _table_detail(published: pd.DataFrame, comparisons: pd.DataFrame, paper: str, table: str,
+                  profile: str) -> pd.DataFrame:
+    """Paper numbers of one table with our newest values, plus our extra rows, as side_by_side columns."""
+    pub = published[(published["paper"] == paper) & (published["table"] == table)]
+    ours = _our_cells(comparisons, paper, table)
+    rows = []
+    keys = set()
+    for _, cell in pub.iterrows():
+        key = tuple(cell[c] for c in papers.KEY)
+        keys.add(key)
+        mine = ours.get(key)
+        our_value = mine["our_value"] if mine else float("nan")
+        rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key)),
+                     "paper_value": cell["value"], "our_value": our_value,
+                     "difference": our_value - cell["value"], "profile": mine["profile"] if mine else profile,
+                     "data": mine["data"] if mine else ""})
+    for key, mine in ours.items():
+        if key not in keys:
+            rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key)),
+                         "paper_value": float("nan"), "our_value": mine["our_value"],
+                         "difference": float("nan"), "profile": mine["profile"], "data": mine["data"]})
+    return pd.DataFrame(rows, columns=papers.SIDE_BY_SIDE_COLUMNS)
+
+
+def _profile_description(profile: str) -> str:
+    from ispbench import runner
+
+    description = (runner.load_profile(profile).get("description") or "").strip()
+    return " ".join(description.split())
+
+
+def _short_commit(commit: str) -> str:
+    dirty = commit.endswith("+dirty")
+    base = commit[: -len("+dirty")] if dirty else commit
+    return (base[:12] if len(base) > 12 else base) + (" with uncommitted changes" if dirty else "")
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_DIR.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def status_markdown(profile: str) -> str:
+    """The reproduction-status page of ``profile`` as MyST Markdown (plain pipe tables, no HTML)."""
+    description = _profile_description(profile)
+    status = status_table(profile)
+    comparisons = comparison_rows(profile)
+    results = all_results(profile)
+    published = papers.load()
+    esc = papers.escape_cell
+
+    lines = ["# Reproduction status", ""]
+    intro = (f"Generated by `ispbench report status --profile {profile}` from the result files of the "
+             f"**{esc(profile)}** profile (`{_display_path(results_dir(profile))}`). ")
+    if description:
+        intro += f"The {esc(profile)} profile: {description} "
+    if results:
+        newest = max(results, key=lambda r: r.get("written_at") or "")
+        commit = (newest.get("provenance") or {}).get("git_commit", "unknown")
+        intro += (f"Newest result: `{newest.get('name', '?')}`, written {newest.get('written_at') or 'at an unknown time'} "
+                  f"from commit `{_short_commit(commit)}`.")
+    else:
+        intro += (f"**Nothing has run yet** under this profile: there are no result files. Run "
+                  f"`ispbench run --profile {profile}`, then this command again.")
+    lines += [intro, ""]
+    lines += ["A paper table is *reproduced* when every number it prints has a number of ours, *partly* when "
+              "some have, *not yet* when none has. Differences are ours minus the paper's, in the metric's "
+              "unit (mAP in points, PSNR in dB, time in the paper's unit); the mean is over compared cells.", ""]
+
+    lines += ["## Summary", ""]
+    summary_rows = []
+    for _, row in status.iterrows():
+        summary_rows.append([
+            row["paper"], row["table"], row["status"], f"{row['cells_compared']} / {row['cells_paper']}",
+            papers.format_number(row["mean_abs_difference"]) or "—",
+            row["notebooks"] or "no notebook", row["data"] or "—",
+        ])
+    lines += [papers.markdown_table(["Paper", "Table", "Status", "Compared", "Mean abs. difference",
+                                     "Notebook(s)", "Data"], summary_rows,
+                                    ["l", "l", "l", "r", "r", "l", "l"]), ""]
+    without = [p for p in papers.paper_names() if papers.load(p).empty]
+    if without:
+        lines += ["Papers with no typed numbers (their available text gives none): "
+                  + ", ".join(f"{esc(p)}: not yet reproduced: no notebook" for p in without) + ".", ""]
+
+    for paper in papers.paper_names():
+        paper_tables = papers.tables(paper)
+        lines += [f"## {paper}", ""]
+        if not paper_tables:
+            lines += ["Not yet reproduced: no notebook, and no typed paper numbers to compare with.", ""]
+            continue
+        for table in paper_tables:
+            row = status[(status["paper"] == paper) & (status["table"] == table)].iloc[0]
+            title = f"Table {table}" if table.isdigit() else table.capitalize()
+            lines += [f"### {paper}: {title}", ""]
+            if row["notebooks"]:
+                summary = (f"Status: **{row['status']}** ({row['cells_compared']} of {row['cells_paper']} "
+                           f"numbers compared) by {', '.join(f'`{n}`' for n in row['notebooks'].split(', '))}.")
+            else:
+                summary = f"Status: **not yet** reproduced: no notebook has compared with it ({row['cells_paper']} numbers)."
+            lines += [summary, ""]
+            detail = _table_detail(published, comparisons, paper, table, profile)
+            lines += [papers.format_side_by_side(detail), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ispbench report status --profile embedded --out book/status.md``."""
+    parser = argparse.ArgumentParser(
+        prog="ispbench report status",
+        description="Write the reproduction-status page (MyST Markdown) from the result files of a profile.",
+    )
+    parser.add_argument("--profile", default="embedded", help="profile whose results to report (default: embedded)")
+    parser.add_argument("--out", default="book/status.md", type=Path, help="page to write (default: book/status.md)")
+    args = parser.parse_args(argv)
+    from ispbench import runner
+
+    if args.profile not in runner.available_profiles():
+        print(f"ispbench report status: unknown profile {args.profile!r}; valid profiles: "
+              f"{', '.join(runner.available_profiles())}", file=sys.stderr)
+        return 2
+    page = status_markdown(args.profile)
+    atomic.write_text(args.out, page)
+    status = status_table(args.profile)
+    counts = status["status"].value_counts().to_dict()
+    print(f"wrote {args.out}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("reproduced", "partly", "not yet"))
+          + f" ({len(status)} paper tables, profile {args.profile})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The reproduction-status page, from fake result files written with ``write_results``."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from ispbench import papers, report
+from ispbench.results import write_results
+
+A, R = "AdaptiveISP", "RLPixTuner"
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    monkeypatch.setenv("ISPBENCH_RESULTS", str(root))
+    return root
+
+
+def _write(name, comparison, data="toy data", profile="embedded"):
+    return write_results(name, profile=profile, parameters={"profile": profile}, data=data,
+                         tables={"comparison": comparison}, seed=0, wall_time_s=1.0)
+
+
+def full_table9(profile="embedded"):
+    ours = [
+        {"method": "ReconfigISP", "metric": "mAP@0.5", "value": 58.1},
+        {"method": A, "metric": "mAP@0.5", "value": 70.6},
+        {"method": A, "metric": "mAP@0.75", "value": 48.5},
+        {"method": A, "metric": "mAP@0.5:0.95", "value": 44.3},
+        {"method": "RGB", "metric": "mAP@0.5", "value": 50.0},  # not in the paper: kept as extra
+    ]
+    return papers.side_by_side(ours, paper=A, table=9, profile=profile, data="embedded OnePlus-like | 8 images")
+
+
+def partial_rlpixtuner_table1(profile="embedded"):
+    ours = [
+        {"dataset": "Random-Target", "method": R, "metric": "PSNR", "value": 33.46},
+        {"dataset": "Random-Target", "method": R, "metric": "SSIM", "value": 0.9514},
+    ]
+    return papers.side_by_side(ours, paper=R, table=1, profile=profile, data="skimage photos, 6 images")
+
+
+def test_status_full_partly_not_yet(results):
+    _write("adaptiveisp/table9", full_table9())
+    _write("rlpixtuner/table1", partial_rlpixtuner_table1(), data="skimage photos")
+    status = report.status_table("embedded").set_index(["paper", "table"])
+    assert list(status.reset_index().columns) == report.STATUS_COLUMNS
+    t9 = status.loc[(A, "9")]
+    assert t9.status == "reproduced" and t9.cells_paper == 4 and t9.cells_compared == 4
+    assert t9.mean_abs_difference == pytest.approx((2.0 + 5.0 + 2.0 + 3.0) / 4)
+    assert t9.notebooks == "adaptiveisp/table9" and "8 images" in t9.data and t9.profile == "embedded"
+    t1 = status.loc[(R, "1")]
+    assert t1.status == "partly" and t1.cells_compared == 2 and t1.cells_paper == 28
+    assert t1.mean_abs_difference == pytest.approx((5.0 + 0.03) / 2)
+    assert status.loc[(A, "1")].status == "not yet"
+    assert math.isnan(status.loc[(A, "1")].mean_abs_difference)
+    assert status.loc[("IRPO", "abstract")].status == "not yet"
+    assert status.loc[(R, "2")].cells_paper == 12  # OOM cells are not numbers to reproduce
+    assert "POS-ISP" not in set(status.reset_index()["paper"])
+
+
+def test_newest_result_wins_and_differences_use_current_paper_numbers(results):
+    older = partial_rlpixtuner_table1()
+    _write("rlpixtuner/old", older)
+    newer = older.copy()
+    newer.loc[newer.our_value.notna(), "our_value"] = [38.46, 0.9814]
+    newer.loc[newer.our_value.notna(), "difference"] = 999.0  # stale difference: ignored
+    import time
+
+    time.sleep(1.1)  # written_at has one-second resolution
+    _write("rlpixtuner/table1", newer)
+    row = report.status_table("embedded").set_index(["paper", "table"]).loc[(R, "1")]
+    assert row.cells_compared == 2 and row.mean_abs_difference == pytest.approx(0.0)
+    assert row.notebooks == "rlpixtuner/table1"
+
+
+def test_markdown_contains_numbers_and_statuses(results):
+    _write("adaptiveisp/table9", full_table9())
+    _write("rlpixtuner/table1", partial_rlpixtuner_table1())
+    page = report.status_markdown("embedded")
+    assert page.startswith("# Reproduction status\n")
+    assert page.count("\n# ") == 0  # a single top-level title
+    assert "Newest result:" in page and "embedded" in page
+    # summary rows
+    assert re.search(r"\| AdaptiveISP \| 9 \| reproduced \| 4 / 4 \| 3 \| adaptiveisp/table9 \|", page)
+    assert re.search(r"\| RLPixTuner \| 1 \| partly \| 2 / 28 \|", page)
+    assert re.search(r"\| AdaptiveISP \| 1 \| not yet \| 0 / 50 \| — \| no notebook \|", page)
+    # side-by-side numbers: paper, ours, difference; pipes in the data description escaped
+    assert "| OnePlus | AdaptiveISP | mAP@0.5 |   | 75.6 | 70.6 | -5.0 | embedded: embedded OnePlus-like \\| 8 images |" in page
+    assert "| Random-Target | RLPixTuner | PSNR |   | 38.46 | 33.46 | -5.00 |" in page
+    assert "| OnePlus | RGB | mAP@0.5 |   | not in paper | 50.0 |" in page
+    assert "OOM" in page
+    assert "POS-ISP: not yet reproduced: no notebook" in page
+    assert "## POS-ISP" in page and "### IRPO: Abstract" in page
+    _check_pipe_tables(page)
+
+
+def _check_pipe_tables(page: str) -> None:
+    """Every table line has the same number of unescaped cells as its header; no raw HTML."""
+    cells = None
+    for line in page.splitlines():
+        if line.startswith("|"):
+            n = len(re.split(r"(?<!\\)\|", line))
+            cells = n if cells is None else cells
+            assert n == cells, line
+        else:
+            cells = None
+    assert not re.search(r"<[a-zA-Z/]", page)
+
+
+def test_empty_results_page_says_nothing_ran(results):
+    page = report.status_markdown("embedded")
+    assert "Nothing has run yet" in page
+    assert page.count("| not yet |") == len(report.status_table("embedded")) == 15
+    _check_pipe_tables(page)
+
+
+def test_main_writes_page(results, tmp_path, capsys):
+    _write("adaptiveisp/table9", full_table9())
+    out = tmp_path / "book" / "status.md"
+    assert report.main(["--profile", "embedded", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == report.status_markdown("embedded")
+    assert "75.6" in text and "70.6" in text
+    assert "1 reproduced" in capsys.readouterr().out
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_main_via_cli_and_unknown_profile(results, tmp_path, capsys):
+    from ispbench.cli import main as cli_main
+
+    out = tmp_path / "status.md"
+    assert cli_main(["report", "status", "--profile", "embedded", "--out", str(out)]) == 0
+    assert "Nothing has run yet" in out.read_text()
+    assert report.main(["--profile", "nosuch", "--out", str(out)]) == 2
+    assert "valid profiles" in capsys.readouterr().err
+
+
+def test_malformed_comparison_is_refused(results):
+    _write("broken/notebook", [{"method": A, "value": 1.0}])
+    with pytest.raises(ValueError, match="broken/notebook.*side_by_side"):
+        report.status_table("embedded")
+
+
+def test_other_tables_are_ignored(results):
+    write_results("ops/gallery", profile="embedded", parameters={}, data="toy",
+                  tables={"timings": pd.DataFrame([{"module": "Gamma", "ms": 1.0}])})
+    status = report.status_table("embedded")
+    assert set(status.status) == {"not yet"}
+
+
+def test_page_renders_with_myst_without_warnings(results, tmp_path):
+    """Render through MyST's docutils front end; any warning fails (needs myst-parser)."""
+    pytest.importorskip("myst_parser")
+    from docutils.core import publish_string
+    from myst_parser.docutils_ import Parser
+
+    _write("adaptiveisp/table9", full_table9())
+    page = report.status_markdown("embedded")
+    warnings = tmp_path / "warnings.txt"
+    with open(warnings, "w") as stream:
+        publish_string(page, parser=Parser(), writer_name="html5",
+                       settings_overrides={"warning_stream": stream, "report_level": 2, "halt_level": 5,
+                                           "myst_enable_extensions": ["dollarmath"]})
+    assert warnings.read_text() == ""
