@@ -12,7 +12,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: The checkout holding the package (for an editable install); falls back to the cwd.
 REPO_DIR = PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").exists() else Path.cwd()
-#: Small artefacts that ship inside the package: trained checkpoints with their model cards.
+#: Small artefacts that ship inside the package (trained checkpoints with their model cards).
 WEIGHTS_DIR = PACKAGE_DIR / "weights"
 
 

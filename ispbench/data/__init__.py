@@ -3,15 +3,11 @@
 Real datasets (the user downloads them; ``ispbench data prepare NAME --root DIR`` converts them
 once into linear 16-bit PNGs, YOLO label files and split files; see ``data_cards/NAME.md``):
 
-=============  ==========================================  ===============================
-name           loader                                      task
-=============  ==========================================  ===============================
-``lod``        :class:`ispbench.data.lod.LODDataset`        detection (AdaptiveISP)
-``oneplus``    :class:`ispbench.data.oneplus.OnePlusDataset`  detection (AdaptiveISP)
-``coco_raw``   :class:`ispbench.data.coco_raw.RawCOCODataset`  detection (AdaptiveISP)
-``fivek``      :class:`ispbench.data.fivek.FiveKDataset`    photo finishing (RLPixTuner)
-``hdrplus``    :class:`ispbench.data.hdrplus.HDRPlusDataset`  photo finishing (RLPixTuner)
-=============  ==========================================  ===============================
+- ``lod``: :class:`ispbench.data.lod.LODDataset`, detection (AdaptiveISP)
+- ``oneplus``: :class:`ispbench.data.oneplus.OnePlusDataset`, detection (AdaptiveISP)
+- ``coco_raw``: :class:`ispbench.data.coco_raw.RawCOCODataset`, detection (AdaptiveISP)
+- ``fivek``: :class:`ispbench.data.fivek.FiveKDataset`, photo finishing (RLPixTuner)
+- ``hdrplus``: :class:`ispbench.data.hdrplus.HDRPlusDataset`, photo finishing (RLPixTuner)
 
 This module imports nothing heavy: import the sub-module you need
 (``from ispbench.data.lod import LODDataset``) or use :func:`get_dataset`.
@@ -22,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: Real datasets: name -> "module:class".
+#: Each real dataset's name and the import path of its loader class.
 REAL_DATASETS: dict[str, str] = {
     "lod": "ispbench.data.lod:LODDataset",
     "oneplus": "ispbench.data.oneplus:OnePlusDataset",

@@ -617,8 +617,8 @@ def collate_detection(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack detection samples into the ultralytics-style batch.
 
     Returns:
-        ``{"images": (B, 3, H, W), "targets": (N, 6) rows batch_index, class, cx, cy, w, h,
-        "meta": list of B dicts}``.
+        A dict with ``images`` of shape ``(B, 3, H, W)``, ``targets`` of shape ``(N, 6)`` (rows
+        ``batch_index, class, cx, cy, w, h``) and ``meta``, a list of B dicts.
 
     Raises:
         ValueError: images of different sizes (pass ``size=`` to the dataset).

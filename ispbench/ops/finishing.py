@@ -69,6 +69,7 @@ __all__ = [
     "finish_params",
 ]
 
+#: The nine sliders, in the order the pipeline applies them.
 SLIDER_NAMES: tuple[str, ...] = (
     "exposure",
     "wb_r",
@@ -82,7 +83,7 @@ SLIDER_NAMES: tuple[str, ...] = (
 )
 NUM_SLIDERS = len(SLIDER_NAMES)
 
-#: Natural-unit range of each slider: action -1 maps to the first value, +1 to the second,
+#: The natural-unit range of each slider. Action -1 maps to the first value, +1 to the second,
 #: linearly in the quantity named in :data:`SLIDER_UNITS` (the WB gains are linear in log-gain).
 SLIDER_RANGES: Mapping[str, tuple[float, float]] = {
     "exposure": (-2.0, 2.0),

@@ -31,6 +31,7 @@ import numpy as np
 
 __all__ = ["SLIDER_NAMES", "scale_actions", "finish"]
 
+#: The nine sliders, in the order the pipeline applies them (as in :mod:`ispbench.ops.finishing`).
 SLIDER_NAMES: tuple[str, ...] = (
     "exposure",
     "wb_r",

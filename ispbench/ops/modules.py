@@ -76,7 +76,7 @@ MODULE_NAMES: tuple[str, ...] = (
     "desaturation",
 )
 
-#: Variants: ``"paper"`` (the paper's equations, default) and ``"code"`` (the authors' code).
+#: The two variants, ``"paper"`` (the paper's equations, default) and ``"code"`` (the authors' code).
 VARIANTS: tuple[str, ...] = ("paper", "code")
 
 _N_PARAMS = {
@@ -112,7 +112,7 @@ PARAM_RANGES: dict[str, list[tuple[float, float]]] = {
 #: Ranges of the ``"code"`` variant (only sharpen_blur differs: [0, 10]).
 PARAM_RANGES_CODE: dict[str, list[tuple[float, float]]] = {**PARAM_RANGES, "sharpen_blur": [(0.0, 10.0)]}
 
-#: Table 4 of the AdaptiveISP paper: run time per module in ms (measured by the authors on a
+#: Run time per module in ms, from Table 4 of the AdaptiveISP paper (measured by the authors on a
 #: GTX 1660 Ti at 512 x 512). Used for the cost penalty ``lambda_c * sum cost``.
 MODULE_COST_MS: dict[str, float] = {
     "exposure": 1.7,

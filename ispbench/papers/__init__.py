@@ -56,10 +56,12 @@ PAPER_FILES: dict[str, str] = {
     "IRPO": "irpo.csv",
 }
 
+#: The columns of the typed paper numbers (one CSV per paper).
 COLUMNS = ["paper", "table", "dataset", "method", "metric", "value", "unit", "setting", "note"]
 #: Key that identifies one published number inside a (paper, table).
 KEY = ["dataset", "method", "metric", "setting"]
 #: Columns of :func:`side_by_side`'s output.
+#: The columns of :func:`side_by_side`'s output.
 SIDE_BY_SIDE_COLUMNS = [
     "paper", "table", "dataset", "method", "metric", "setting",
     "paper_value", "our_value", "difference", "profile", "data",
