@@ -29,6 +29,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp creates 0600; give the file the permissions open() would
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -64,6 +66,12 @@ def torch_save(obj: Any, target: str | os.PathLike) -> Path:
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
     return Path(target)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(value: Any) -> Any:

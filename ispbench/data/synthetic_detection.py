@@ -1,0 +1,611 @@
+"""Embedded low-light detection dataset: generated scenes, a simulated raw camera, YOLO boxes.
+
+A stand-in for LOD (AdaptiveISP's low-light raw detection set) that the project builds itself,
+deterministically from a seed (1200 scenes: about 2 CPU-minutes, single process). Each *scene* (a few objects of
+:data:`CLASS_NAMES` on a photo-crop or procedural background, with a smooth illumination field,
+per-object shading and partial occlusion) is rendered once as linear reflectance and then
+photographed twice by the simulated camera of :mod:`ispbench.data.camera`:
+
+* ``normal`` light: 150-2000 lux, near-daylight illuminant, auto-exposure within 1/60 s and
+  ISO 800 (well exposed, little noise);
+* ``low`` light: 0.05-1 lux, warm artificial illuminant (tungsten / sodium / warm LED), auto-
+  exposure limited to 1/30 s and ISO 6400 (under-exposed, strong Poisson-Gaussian noise, colour
+  cast).
+
+On disk (``cache_dir()/embedded_detection/<version hash>/``)::
+
+    info.json                         generator parameters, counts, timing, class names
+    raw/{split}_{light}.npy           (N, H, W) uint16 14-bit RGGB Bayer frames (black level 512)
+    meta/{split}_{light}.json         per-image metadata (iso, exposure_time, light, ...)
+    labels/{split}.json               boxes per scene (the same for both lights)
+    yolo/images/{split}/*.png         normal-light sRGB (static default ISP), for the detector
+    yolo/labels/{split}/*.txt         YOLO labels ``class cx cy w h`` (normalised)
+    yolo/data.yaml                    ultralytics data file
+    yolo_low/images/{val,test}/*.png  low-light sRGB through the same default ISP (evaluation)
+    yolo_low/labels/..., yolo_low/data.yaml
+    COMPLETE                          written last (a folder without it is never used)
+
+Example:
+    >>> ds = load_split("val", "low")                     # doctest: +SKIP
+    >>> sample = ds[0]; sample["image"].shape             # doctest: +SKIP
+    torch.Size([3, 160, 160])
+    >>> loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate_detection)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ispbench import atomic
+from ispbench.data import camera
+
+#: Object classes (index = YOLO class id).
+CLASS_NAMES: tuple[str, ...] = ("disc", "box", "triangle", "ring", "cross")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+LIGHTS: tuple[str, ...] = ("low", "normal")
+#: Bump when the scene or camera model changes (part of the version hash).
+GENERATOR_VERSION = 1
+#: Photos (scikit-image sample data, all public domain / CC0) used as background crops.
+PHOTO_BACKGROUNDS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel")
+#: Mean hue (HSV, [0, 1)) of each class's colour palette; colours are jittered around it.
+CLASS_HUES: tuple[float, ...] = (0.0, 0.62, 0.15, 0.80, 0.45)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything that determines the generated data (hashed into the folder name)."""
+
+    seed: int = 0
+    image_size: int = 160
+    n_train: int = 800
+    n_val: int = 200
+    n_test: int = 200
+    min_objects: int = 1
+    max_objects: int = 5
+    #: Object size (bounding-circle diameter) as a fraction of the image side, log-uniform.
+    min_size: float = 0.12
+    max_size: float = 0.40
+    #: Largest fraction of an object that earlier objects' visible parts may cover.
+    max_occlusion: float = 0.35
+    photo_background_prob: float = 0.6
+    normal_lux: tuple[float, float] = (150.0, 2000.0)
+    low_lux: tuple[float, float] = (0.05, 1.0)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"train": self.n_train, "val": self.n_val, "test": self.n_test}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "generator_version": GENERATOR_VERSION,
+            "class_names": list(CLASS_NAMES),
+            "photo_backgrounds": list(PHOTO_BACKGROUNDS),
+            "sensor": dataclasses.asdict(camera.SENSOR),
+            "normal_program": dataclasses.asdict(camera.NORMAL_PROGRAM),
+            "low_program": dataclasses.asdict(camera.LOW_PROGRAM),
+        }
+
+    def version_hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def config_for(scenes: int | None = None, seed: int = 0, image_size: int = 160) -> GeneratorConfig:
+    """Config with ``scenes`` in total, split 4:1:1 into train/val/test (default 1200)."""
+    if scenes is None:
+        return GeneratorConfig(seed=seed, image_size=image_size)
+    if scenes < 3:
+        raise ValueError(f"scenes must be >= 3 (train/val/test each need one), got {scenes}")
+    n_val = max(1, scenes // 6)
+    n_test = max(1, scenes // 6)
+    return GeneratorConfig(seed=seed, image_size=image_size, n_train=scenes - n_val - n_test, n_val=n_val, n_test=n_test)
+
+
+# --------------------------------------------------------------------------------------------
+# Scene model
+# --------------------------------------------------------------------------------------------
+
+_PHOTO_CACHE: dict[str, np.ndarray] = {}
+
+
+def _photo(name: str) -> np.ndarray:
+    """A scikit-image sample image as linear float32 RGB (H, W, 3) (inverse sRGB curve)."""
+    if name not in _PHOTO_CACHE:
+        import skimage.data  # noqa: PLC0415
+
+        img = getattr(skimage.data, name)().astype(np.float32) / 255.0
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        img = img[..., :3]
+        _PHOTO_CACHE[name] = np.where(img <= 0.04045, img / 12.92, ((img + 0.055) / 1.055) ** 2.4).astype(np.float32)
+    return _PHOTO_CACHE[name]
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys  # noqa: PLC0415
+
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), np.float32)
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1], (size, size)."""
+    coarse = rng.random((cells, cells)).astype(np.float32)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def _background(rng: np.random.Generator, cfg: GeneratorConfig) -> tuple[np.ndarray, str]:
+    """Linear reflectance background (H, W, 3) and a short description of its source."""
+    s = cfg.image_size
+    if rng.random() < cfg.photo_background_prob:
+        name = PHOTO_BACKGROUNDS[int(rng.integers(len(PHOTO_BACKGROUNDS)))]
+        img = _photo(name)
+        h, w = img.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.35, 1.0))
+        y0 = int(rng.integers(0, h - side + 1))
+        x0 = int(rng.integers(0, w - side + 1))
+        crop = cv2.resize(img[y0 : y0 + side, x0 : x0 + side], (s, s), interpolation=cv2.INTER_AREA)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        if name in ("brick", "grass", "gravel"):  # grayscale textures: tint them
+            crop = crop * _hsv_to_rgb(rng.random(), rng.uniform(0.1, 0.5), 1.0)
+        bg = crop * rng.uniform(0.5, 1.0)
+        return np.ascontiguousarray(bg, dtype=np.float32), f"photo:{name}"
+    # Procedural: two-colour gradient modulated by low-frequency noise, optional stripes.
+    c0 = _hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.7))
+    c1 = _hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.15, 0.7))
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    ramp = ((xx - 0.5) * math.cos(angle) + (yy - 0.5) * math.sin(angle) + 0.71) / 1.42
+    noise = _smooth_noise(rng, s, int(rng.integers(3, 9)))
+    mix = np.clip(0.6 * ramp + 0.4 * noise, 0, 1)[..., None]
+    bg = c0 * (1 - mix) + c1 * mix
+    kind = "gradient"
+    if rng.random() < 0.4:
+        period = rng.uniform(0.04, 0.15)
+        a2 = rng.uniform(0, math.pi)
+        stripes = 0.5 + 0.5 * np.sign(np.sin(2 * math.pi * ((xx * math.cos(a2) + yy * math.sin(a2)) / period)))
+        bg = bg * (1.0 - rng.uniform(0.15, 0.45) * stripes[..., None])
+        kind = "stripes"
+    grain = 1.0 + 0.08 * (rng.random((s, s, 1)).astype(np.float32) - 0.5)
+    return np.ascontiguousarray(bg * grain, dtype=np.float32), f"procedural:{kind}"
+
+
+def _object_mask(cls: int, rng: np.random.Generator, cfg: GeneratorConfig, ss: int = 4) -> np.ndarray:
+    """Anti-aliased coverage (H, W) float32 in [0, 1] of one object of class ``cls``."""
+    s = cfg.image_size
+    diam = math.exp(rng.uniform(math.log(cfg.min_size), math.log(cfg.max_size))) * s
+    r = diam / 2
+    cx = rng.uniform(r, s - r)
+    cy = rng.uniform(r, s - r)
+    rot = rng.uniform(0, 2 * math.pi)
+    # Draw super-sampled in a local window around the object, then area-downsample.
+    x0 = max(int(math.floor(cx - r)) - 2, 0)
+    y0 = max(int(math.floor(cy - r)) - 2, 0)
+    x1 = min(int(math.ceil(cx + r)) + 2, s)
+    y1 = min(int(math.ceil(cy + r)) + 2, s)
+    canvas = np.zeros(((y1 - y0) * ss, (x1 - x0) * ss), np.uint8)
+    cx, cy = cx - x0, cy - y0
+    shift = 4  # cv2 sub-pixel bits
+    scale = ss * (1 << shift)
+
+    def pts(poly: np.ndarray) -> np.ndarray:
+        c, si = math.cos(rot), math.sin(rot)
+        x = poly[:, 0] * c - poly[:, 1] * si + cx
+        y = poly[:, 0] * si + poly[:, 1] * c + cy
+        return np.round(np.stack([x, y], 1) * scale).astype(np.int32)
+
+    name = CLASS_NAMES[cls]
+    if name == "disc":
+        cv2.circle(canvas, (round(cx * scale), round(cy * scale)), round(r * scale), 255, -1, cv2.LINE_8, shift)
+    elif name == "ring":
+        cv2.circle(canvas, (round(cx * scale), round(cy * scale)), round(r * scale), 255, -1, cv2.LINE_8, shift)
+        inner = r * rng.uniform(0.45, 0.62)
+        cv2.circle(canvas, (round(cx * scale), round(cy * scale)), round(inner * scale), 0, -1, cv2.LINE_8, shift)
+    elif name == "box":
+        aspect = rng.uniform(0.6, 1.0)
+        half = r / math.sqrt(1 + aspect**2)
+        poly = np.array([[-half, -half * aspect], [half, -half * aspect], [half, half * aspect], [-half, half * aspect]])
+        cv2.fillPoly(canvas, [pts(poly)], 255, cv2.LINE_8, shift)
+    elif name == "triangle":
+        angles = np.array([0.0, 2 * math.pi / 3, 4 * math.pi / 3]) + rng.uniform(-0.2, 0.2, 3)
+        radii = r * rng.uniform(0.85, 1.0, 3)
+        poly = np.stack([radii * np.cos(angles), radii * np.sin(angles)], 1)
+        cv2.fillPoly(canvas, [pts(poly)], 255, cv2.LINE_8, shift)
+    elif name == "cross":
+        arm = r * rng.uniform(0.32, 0.45)
+        length = r * 0.95
+        for poly in (
+            np.array([[-length, -arm / 2], [length, -arm / 2], [length, arm / 2], [-length, arm / 2]]),
+            np.array([[-arm / 2, -length], [arm / 2, -length], [arm / 2, length], [-arm / 2, length]]),
+        ):
+            cv2.fillPoly(canvas, [pts(poly)], 255, cv2.LINE_8, shift)
+    else:  # pragma: no cover - CLASS_NAMES and this function must agree
+        raise AssertionError(name)
+    out = np.zeros((s, s), np.float32)
+    out[y0:y1, x0:x1] = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    return out
+
+
+def _object_albedo(cls: int, rng: np.random.Generator, s: int, mask: np.ndarray) -> np.ndarray:
+    """Linear albedo (H, W, 3) of an object: class palette colour, shading gradient, texture."""
+    hue = CLASS_HUES[cls] + rng.normal(0.0, 0.04)
+    colour = _hsv_to_rgb(hue, rng.uniform(0.55, 0.95), rng.uniform(0.45, 0.95))
+    colour = np.where(colour <= 0.04045, colour / 12.92, ((colour + 0.055) / 1.055) ** 2.4)  # to linear
+    ys, xs = np.nonzero(mask > 0.5)
+    cy, cx = (ys.mean(), xs.mean()) if len(ys) else (s / 2, s / 2)
+    extent = max(np.ptp(ys) if len(ys) else 1, np.ptp(xs) if len(xs) else 1, 1)
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    a = rng.uniform(0, 2 * math.pi)
+    shade = 0.8 + 0.35 * ((xx - cx) * math.cos(a) + (yy - cy) * math.sin(a)) / extent
+    shade = np.clip(shade, 0.45, 1.15)
+    texture = 1.0 + 0.1 * (_smooth_noise(rng, s, 24) - 0.5)
+    return (colour[None, None, :] * (shade * texture)[..., None]).astype(np.float32)
+
+
+def render_scene(cfg: GeneratorConfig, split: str, index: int) -> dict[str, Any]:
+    """Render one scene's linear reflectance (light-independent) and its boxes.
+
+    Deterministic in ``(cfg.seed, split, index)`` and independent of generation order.
+
+    Returns:
+        ``{"reflectance": (3, H, W) float32, "illumination": (H, W) float32 in [0.35, 1],
+        "boxes": (N, 4) cx, cy, w, h normalised, "labels": (N,) int64, "masks": (N, H, W)
+        float32 visible coverage, "background": str}``
+    """
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index, 1])
+    s = cfg.image_size
+    img, background = _background(rng, cfg)
+    n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    objects: list[tuple[int, np.ndarray]] = []  # (class, coverage)
+    occupied = np.zeros((s, s), np.float32)
+    for _ in range(n):
+        cls = int(rng.integers(len(CLASS_NAMES)))
+        for _attempt in range(20):
+            cov = _object_mask(cls, rng, cfg)
+            area = cov.sum()
+            if area > 0 and (cov * occupied).sum() / area <= cfg.max_occlusion:
+                break
+        else:
+            continue
+        albedo = _object_albedo(cls, rng, s, cov)
+        img = img * (1 - cov[..., None]) + albedo * cov[..., None]
+        objects.append((cls, cov))
+        occupied = np.maximum(occupied, cov)
+    # Visible coverage: what later (front) objects leave of each object.
+    visible = []
+    front = np.zeros((s, s), np.float32)
+    for cls, cov in reversed(objects):
+        visible.append((cls, cov * (1 - front)))
+        front = np.maximum(front, cov)
+    visible.reverse()
+    boxes, labels, masks = [], [], []
+    for cls, vis in visible:
+        ys, xs = np.nonzero(vis > 0.5)
+        if len(ys) < 16:
+            continue
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        boxes.append([(x0 + x1) / 2 / s, (y0 + y1) / 2 / s, (x1 - x0) / s, (y1 - y0) / s])
+        labels.append(cls)
+        masks.append(vis)
+    # Smooth illumination field: a soft spotlight and a linear falloff, in [0.35, 1].
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    px, py = rng.uniform(0, 1, 2)
+    spot = np.exp(-((xx - px) ** 2 + (yy - py) ** 2) / (2 * rng.uniform(0.25, 0.6) ** 2))
+    illum = 0.35 + 0.65 * (rng.uniform(0.3, 0.7) + 0.5 * spot)
+    illum = np.clip(illum / illum.max(), 0.35, 1.0).astype(np.float32)
+    return {
+        "reflectance": np.ascontiguousarray(np.clip(img, 0, 1).transpose(2, 0, 1), dtype=np.float32),
+        "illumination": illum,
+        "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+        "labels": np.asarray(labels, np.int64),
+        "masks": np.asarray(masks, np.float32).reshape(-1, s, s),
+        "background": background,
+    }
+
+
+# Illuminants: RGB multipliers of a white reflector (relative to green).
+_DAYLIGHT = np.array([1.0, 1.0, 1.0], np.float32)
+_LOW_ILLUMINANTS = {
+    "tungsten": np.array([1.0, 0.62, 0.32], np.float32),
+    "sodium": np.array([1.0, 0.55, 0.12], np.float32),
+    "warm_led": np.array([1.0, 0.78, 0.52], np.float32),
+}
+
+
+def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: str, index: int) -> tuple[np.ndarray, dict]:
+    """Photograph a rendered scene with the simulated camera under ``light`` ("low"/"normal").
+
+    Returns:
+        ``(raw (H, W) uint16, meta dict)``.
+    """
+    if light not in LIGHTS:
+        raise ValueError(f"light must be one of {LIGHTS}, got {light!r}")
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index, 2 + LIGHTS.index(light)])
+    if light == "normal":
+        lo, hi = cfg.normal_lux
+        illuminant_name = "daylight"
+        illuminant = _DAYLIGHT * rng.uniform(0.92, 1.08, 3).astype(np.float32)
+        program = camera.NORMAL_PROGRAM
+    else:
+        lo, hi = cfg.low_lux
+        illuminant_name = list(_LOW_ILLUMINANTS)[int(rng.integers(len(_LOW_ILLUMINANTS)))]
+        illuminant = _LOW_ILLUMINANTS[illuminant_name] * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+        program = camera.LOW_PROGRAM
+    illuminant = illuminant / illuminant[1]
+    lux = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    radiance = scene["reflectance"] * scene["illumination"][None] * illuminant[:, None, None]
+    metered = float(radiance[1].mean() * camera.SENSOR.sensitivity[1])
+    t, iso = camera.auto_exposure(max(metered, 1e-4), lux, program)
+    raw = camera.capture(radiance, lux, t, iso, rng)
+    meta = {
+        "scene_id": f"{split}_{index:05d}",
+        "iso": iso,
+        "exposure_time": t,
+        "light": lux,
+        "light_condition": light,
+        "illuminant": illuminant_name,
+        "illuminant_rgb": [round(float(v), 5) for v in illuminant],
+        "background": scene["background"],
+        "black_level": camera.SENSOR.black_level,
+        "white_level": camera.SENSOR.white_level,
+        "pattern": camera.SENSOR.pattern,
+    }
+    return raw, meta
+
+
+# --------------------------------------------------------------------------------------------
+# Generation and caching
+# --------------------------------------------------------------------------------------------
+
+
+def default_root() -> Path:
+    """``cache_dir()/embedded_detection``: parent of the version-hash folders."""
+    from ispbench.paths import cache_dir  # noqa: PLC0415
+
+    return cache_dir() / "embedded_detection"
+
+
+def dataset_dir(cfg: GeneratorConfig, root: str | os.PathLike | None = None) -> Path:
+    """Folder of the dataset generated with ``cfg`` (it may not exist yet)."""
+    return Path(root or default_root()) / cfg.version_hash()
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    return (Path(path) / "COMPLETE").exists()
+
+
+def generate(
+    cfg: GeneratorConfig | None = None,
+    root: str | os.PathLike | None = None,
+    force: bool = False,
+    verbose: bool = False,
+) -> Path:
+    """Generate the dataset for ``cfg`` (default: :class:`GeneratorConfig()`), or re-use it.
+
+    Written into a temporary sibling folder and renamed into place when complete, so a crash
+    never leaves a half-written dataset that looks usable.
+
+    Args:
+        cfg: generator parameters.
+        root: parent folder of the version-hash folders (default :func:`default_root`).
+        force: regenerate even if a complete copy exists.
+        verbose: print progress.
+
+    Returns:
+        The dataset folder ``root/<version hash>``.
+    """
+    from ispbench.methods.baselines.static_isp import default_isp  # noqa: PLC0415
+
+    cfg = cfg or GeneratorConfig()
+    out = dataset_dir(cfg, root)
+    if is_complete(out) and not force:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    start = time.perf_counter()
+    try:
+        for sub in ("raw", "meta", "labels"):
+            (tmp / sub).mkdir()
+        s = cfg.image_size
+        names = {i: n for i, n in enumerate(CLASS_NAMES)}
+        for split, n in cfg.counts.items():
+            raws = {light: np.zeros((n, s, s), np.uint16) for light in LIGHTS}
+            metas: dict[str, list[dict]] = {light: [] for light in LIGHTS}
+            labels_json = []
+            yolo_dirs = {"normal": tmp / "yolo"} | ({"low": tmp / "yolo_low"} if split != "train" else {})
+            for base in yolo_dirs.values():
+                (base / "images" / split).mkdir(parents=True, exist_ok=True)
+                (base / "labels" / split).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                scene = render_scene(cfg, split, i)
+                stem = f"{split}_{i:05d}"
+                label_txt = "".join(
+                    f"{int(c)} {b[0]:.6f} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f}\n" for c, b in zip(scene["labels"], scene["boxes"])
+                )
+                labels_json.append(
+                    {"scene_id": stem, "labels": scene["labels"].tolist(), "boxes": np.round(scene["boxes"], 6).tolist()}
+                )
+                for light in LIGHTS:
+                    raw, meta = photograph(scene, light, cfg, split, i)
+                    raws[light][i] = raw
+                    metas[light].append(meta)
+                    if light in yolo_dirs:
+                        srgb = default_isp(camera.raw_to_linear(raw)[None])[0]
+                        png = (srgb.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+                        base = yolo_dirs[light]
+                        cv2.imwrite(str(base / "images" / split / f"{stem}.png"), png[..., ::-1])
+                        (base / "labels" / split / f"{stem}.txt").write_text(label_txt)
+                if verbose and (i + 1) % 100 == 0:
+                    print(f"  {split}: {i + 1}/{n} scenes ({time.perf_counter() - start:.0f} s)", flush=True)
+            for light in LIGHTS:
+                np.save(tmp / "raw" / f"{split}_{light}.npy", raws[light])
+                atomic.write_json(tmp / "meta" / f"{split}_{light}.json", metas[light])
+            atomic.write_json(tmp / "labels" / f"{split}.json", labels_json)
+        for base, splits in ((tmp / "yolo", SPLITS), (tmp / "yolo_low", ("val", "test"))):
+            lines = [f"# Generated by ispbench.data.synthetic_detection (version {cfg.version_hash()})"]
+            lines.append(f"path: {out / base.name}")
+            lines.append("train: " + ("images/train" if "train" in splits else str(out / "yolo" / "images" / "train")))
+            lines.append("val: images/val")
+            lines.append("test: images/test")
+            lines.append(f"nc: {len(CLASS_NAMES)}")
+            lines.append("names:")
+            lines += [f"  {k}: {v}" for k, v in names.items()]
+            atomic.write_text(base / "data.yaml", "\n".join(lines) + "\n")
+        elapsed = time.perf_counter() - start
+        atomic.write_json(
+            tmp / "info.json",
+            {
+                "name": "embedded-detection",
+                "version": cfg.version_hash(),
+                "config": cfg.to_dict(),
+                "counts": cfg.counts,
+                "image_size": [cfg.image_size, cfg.image_size],
+                "class_names": list(CLASS_NAMES),
+                "generation_time_s": round(elapsed, 2),
+            },
+        )
+        (tmp / "COMPLETE").write_text(f"{elapsed:.2f}\n")
+        if out.exists():  # a stale incomplete copy, or force=True
+            shutil.rmtree(out)
+        try:
+            os.rename(tmp, out)
+        except OSError:
+            if not is_complete(out):  # pragma: no cover - lost a race with nothing usable
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete temporary folders of ``out`` left by generator processes that no longer run."""
+    for tmp in out.parent.glob(f".tmp-{out.name}-*"):
+        try:
+            pid = int(tmp.name.split("-")[2])
+            os.kill(pid, 0)  # raises if no such process
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue
+
+
+def ensure_dataset(root: str | os.PathLike | None = None, cfg: GeneratorConfig | None = None) -> Path:
+    """The dataset folder: ``root`` itself if it holds a complete dataset, else generate ``cfg``
+    under ``root`` (or the cache) and return it."""
+    if root is not None and (Path(root) / "info.json").exists():
+        if not is_complete(root):
+            raise FileNotFoundError(f"{root} is an incomplete embedded-detection dataset (no COMPLETE file); delete it and regenerate")
+        return Path(root)
+    return generate(cfg, root=root)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+class EmbeddedDetection(torch.utils.data.Dataset):
+    """One split of the embedded detection set in one light condition.
+
+    Items are dicts like the real raw loaders':
+    ``image`` (3, H, W) float32 linear camera RGB in [0, 1] (black level subtracted, normalised
+    by the white level, bilinear-demosaiced, no white balance); ``boxes`` (N, 4) float32
+    normalised ``cx, cy, w, h``; ``labels`` (N,) int64; ``meta`` dict with ``iso``,
+    ``exposure_time`` (s), ``light`` (lux), ``scene_id`` and more.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str, light: str):
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if light not in LIGHTS:
+            raise ValueError(f"light must be one of {LIGHTS}, got {light!r}")
+        self.path = Path(path)
+        self.split, self.light = split, light
+        raw_file = self.path / "raw" / f"{split}_{light}.npy"
+        if not raw_file.exists():
+            raise FileNotFoundError(f"{raw_file} missing: regenerate with `ispbench data generate embedded-detection`")
+        self._raw_file = raw_file
+        self._raw: np.ndarray | None = None
+        self.meta = json.loads((self.path / "meta" / f"{split}_{light}.json").read_text())
+        self.targets = json.loads((self.path / "labels" / f"{split}.json").read_text())
+        if not len(self.raw) == len(self.meta) == len(self.targets):
+            raise ValueError(f"{self.path}: raw/meta/labels counts disagree for {split}/{light}")
+        self.class_names = CLASS_NAMES
+
+    @property
+    def raw(self) -> np.ndarray:
+        """``(N, H, W)`` uint16 Bayer frames, memory-mapped (opened lazily, once per process)."""
+        if self._raw is None:
+            self._raw = np.load(self._raw_file, mmap_mode="r")
+        return self._raw
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers re-open the memory map
+        state = dict(self.__dict__)
+        state["_raw"] = None
+        return state
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        raw = np.asarray(self.raw[index], dtype=np.float32)
+        target = self.targets[index]
+        return {
+            "image": camera.raw_to_linear(raw).contiguous(),
+            "boxes": torch.tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(target["labels"], dtype=torch.int64),
+            "meta": dict(self.meta[index]),
+        }
+
+
+def load_split(split: str, light: str, root: str | os.PathLike | None = None) -> EmbeddedDetection:
+    """Load a split of the embedded detection dataset, generating it (cached) if needed.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        light: ``"low"`` or ``"normal"``.
+        root: a dataset folder (one holding ``info.json``), or a parent folder to generate the
+            default configuration under, or ``None`` for ``cache_dir()/embedded_detection``.
+
+    Returns:
+        A :class:`EmbeddedDetection` torch Dataset.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if light not in LIGHTS:
+        raise ValueError(f"light must be one of {LIGHTS}, got {light!r}")
+    return EmbeddedDetection(ensure_dataset(root), split, light)
+
+
+def collate_detection(batch: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples into ``(images (B, 3, H, W), targets (N, 6))``.
+
+    ``targets`` rows are ``batch_index, class, cx, cy, w, h`` (normalised), the ultralytics
+    batch format.
+    """
+    if not batch:
+        raise ValueError("collate_detection got an empty batch")
+    images = torch.stack([b["image"] for b in batch])
+    rows = []
+    for i, b in enumerate(batch):
+        n = len(b["labels"])
+        rows.append(torch.cat([torch.full((n, 1), float(i)), b["labels"].float().view(n, 1), b["boxes"].float().view(n, 4)], 1))
+    return images, torch.cat(rows, 0) if rows else torch.zeros((0, 6))

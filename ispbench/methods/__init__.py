@@ -1,0 +1,1 @@
+"""ISP methods: one sub-package per method (``adaptiveisp``, ``rlpixtuner``, ``baselines``)."""

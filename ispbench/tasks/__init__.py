@@ -1,0 +1,1 @@
+"""Tasks that score an ISP output (detection, finishing metrics) and the embedded detector's trainer."""
