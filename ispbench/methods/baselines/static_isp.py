@@ -33,7 +33,7 @@ import torch
 
 from ispbench.data.camera import SENSOR
 
-#: Fixed white-balance gains (R, G, B): the embedded sensor's daylight calibration.
+#: The fixed white-balance gains for R, G and B, from the embedded sensor's daylight calibration.
 DAYLIGHT_WB: tuple[float, float, float] = tuple(1.0 / s for s in SENSOR.sensitivity)  # type: ignore[assignment]
 TARGET_MEAN = 0.18
 MIN_GAIN = 0.25
