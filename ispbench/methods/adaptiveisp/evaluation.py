@@ -1,0 +1,239 @@
+"""Helpers behind the AdaptiveISP notebooks: load (or retrain) models, score them, tabulate.
+
+Each notebook stays thin: it picks its parameters, then calls these functions. Every model the
+notebooks compare comes from one of three places, and :class:`Loaded` says which (``source``):
+``"shipped"`` (a checkpoint in ``ispbench/weights``), ``"retrained"`` (trained in this run,
+because the notebook was asked to ``retrain``) or ``"untrained"`` (smoke profile only: random
+initialisation, the numbers are meaningless and the notebook says so).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ispbench.paths import WEIGHTS_DIR, cache_dir
+
+#: Our method keys -> the paper's method names (Table 1 rows); "Default ISP" is our extra row.
+PAPER_NAMES = {
+    "default": "Default ISP",
+    "hpo": "Hyperparameter Optimization",
+    "attention": "Attention-aware Learning",
+    "adaptiveisp": "AdaptiveISP",
+}
+#: ispbench module names -> the paper's column names (Tables 4 and 8).
+MODULE_DISPLAY = {
+    "exposure": "Exposure", "gamma": "Gamma", "ccm": "CCM", "sharpen_blur": "Sharpen/Blur", "denoise": "Denoise",
+    "tone": "Tone Mapping", "contrast": "Contrast", "saturation": "Saturation", "desaturation": "Desaturation",
+    "white_balance": "White Balance",
+}
+METRICS = ("mAP@0.5", "mAP@0.75", "mAP@0.5:0.95")
+#: lambda_c values of Table 4 and the file each shipped checkpoint would have.
+TABLE4_LAMBDAS = (0.0, 0.005, 0.01, 0.05, 0.1)
+
+
+def lambda_tag(lambda_c: float) -> str:
+    """``0.0 -> "0"``, ``0.005 -> "0.005"`` (the paper CSV's ``lambda_c=`` spelling)."""
+    return f"{lambda_c:g}"
+
+
+def adaptiveisp_weights(lambda_c: float = 0.0, reuse_penalty: bool = True) -> Path:
+    """Shipped checkpoint path: ``adaptiveisp_embedded.pt`` (lambda_c 0, reuse penalty on), else
+    ``adaptiveisp_embedded_lc<lambda>.pt`` / ``adaptiveisp_embedded_noreuse.pt``."""
+    if not reuse_penalty:
+        return WEIGHTS_DIR / "adaptiveisp_embedded_noreuse.pt"
+    if lambda_c == 0:
+        return WEIGHTS_DIR / "adaptiveisp_embedded.pt"
+    return WEIGHTS_DIR / f"adaptiveisp_embedded_lc{lambda_tag(lambda_c)}.pt"
+
+
+@dataclass
+class Loaded:
+    """A model plus where it came from (``shipped`` / ``retrained`` / ``untrained``) and a note."""
+
+    model: Any
+    source: str
+    note: str
+
+
+def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu", allow_random: bool = False) -> Loaded:
+    """The frozen detector: ``detector_weights`` or the shipped embedded one.
+
+    With ``allow_random`` (smoke profile only) a missing file gives a randomly initialised
+    YOLOv8n built from ultralytics' YAML, and the note says so.
+    """
+    from ispbench.data.synthetic_detection import CLASS_NAMES
+    from ispbench.tasks.detection import DEFAULT_WEIGHTS, FrozenDetector
+
+    path = Path(detector_weights) if detector_weights else DEFAULT_WEIGHTS
+    if path.is_file():
+        return Loaded(FrozenDetector(path, imgsz=imgsz, device=device), "shipped", f"detector {path.name}")
+    if not allow_random:
+        return Loaded(FrozenDetector(path if detector_weights else None, imgsz=imgsz, device=device), "shipped", "")
+    torch.manual_seed(0)
+    det = FrozenDetector(model_yaml="yolov8n.yaml", nc=len(CLASS_NAMES), imgsz=imgsz, device=device, names=list(CLASS_NAMES))
+    return Loaded(det, "untrained", f"RANDOM-INIT YOLOv8n: {path} is missing (smoke profile); mAP numbers are meaningless")
+
+
+def eval_dataset(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0):
+    """The embedded split, optionally only its first ``n_images`` items."""
+    from ispbench.data.synthetic_detection import load_split
+
+    ds = load_split(split, light, root=data_root or None)
+    if n_images and n_images < len(ds):
+        ds = torch.utils.data.Subset(ds, list(range(n_images)))
+    return ds
+
+
+def _train_dir(name: str, seed: int) -> Path:
+    return cache_dir() / "runs" / f"{name}__seed{seed}"
+
+
+def adaptiveisp_policy(
+    checkpoint: str = "",
+    *,
+    lambda_c: float = 0.0,
+    reuse_penalty: bool = True,
+    retrain: bool = False,
+    train_overrides: dict | None = None,
+    allow_untrained: bool = False,
+    device: str = "cpu",
+) -> Loaded:
+    """An AdaptiveISP policy: ``checkpoint``, else the shipped one for (lambda_c, reuse_penalty);
+    ``retrain`` trains one now with :mod:`.train` (``train_overrides`` -> :class:`.train.Args`)."""
+    from .inference import load_policy
+    from .networks import PolicyNet
+    from .train import Args, train
+
+    if retrain:
+        overrides = dict(train_overrides or {})
+        seed = int(overrides.get("seed", 0))
+        name = f"adaptiveisp_lc{lambda_tag(lambda_c)}{'' if reuse_penalty else '_noreuse'}"
+        out = _train_dir(name, seed)
+        export = out / "policy.pt"
+        args = Args(**{**overrides, "lambda_c": lambda_c, "reuse_penalty": 1.0 if reuse_penalty else 0.0,
+                       "out_dir": str(out), "export": str(export), "resume": False})
+        train(args)
+        return Loaded(load_policy(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}, out {out}")
+    path = Path(checkpoint) if checkpoint else adaptiveisp_weights(lambda_c, reuse_penalty)
+    if path.is_file():
+        return Loaded(load_policy(path, device), "shipped", f"checkpoint {path.name}")
+    if allow_untrained:
+        torch.manual_seed(0)
+        return Loaded(PolicyNet(param_heads="shared", disabled_modules=["denoise"]).to(device).eval(), "untrained",
+                      f"UNTRAINED policy: {path.name} is missing (smoke profile)")
+    raise FileNotFoundError(
+        f"{path} not found: this AdaptiveISP variant (lambda_c={lambda_c}, reuse_penalty={reuse_penalty}) was not "
+        "trained under the embedded profile. Run the notebook with retrain=True (and iterations > 0)."
+    )
+
+
+def baseline_model(
+    method: str,
+    checkpoint: str = "",
+    *,
+    retrain: bool = False,
+    train_overrides: dict | None = None,
+    allow_untrained: bool = False,
+    device: str = "cpu",
+) -> Loaded:
+    """HPO or attention-aware baseline: shipped ``<method>_embedded.pt``, or retrained, or (smoke) untrained."""
+    from ispbench.methods.baselines.hpo import BaselineArgs, build_model, default_weights, load_baseline, train_baseline
+
+    if retrain:
+        overrides = dict(train_overrides or {})
+        seed = int(overrides.get("seed", 0))
+        out = _train_dir(method, seed)
+        export = out / "model.pt"
+        args = BaselineArgs(**{**overrides, "method": method, "out_dir": str(out), "export": str(export), "resume": False})
+        train_baseline(args)
+        return Loaded(load_baseline(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}")
+    path = Path(checkpoint) if checkpoint else default_weights(method)
+    if path.is_file():
+        return Loaded(load_baseline(path, device), "shipped", f"checkpoint {path.name}")
+    if allow_untrained:
+        from ispbench.methods.baselines.hpo import FIXED_PIPELINE
+
+        torch.manual_seed(0)
+        pipe = [m for m in FIXED_PIPELINE if m != "denoise"]
+        return Loaded(build_model(method, pipe).to(device).eval(), "untrained", f"UNTRAINED {method}: {path.name} is missing (smoke profile)")
+    raise FileNotFoundError(f"{path} not found; run the notebook with retrain=True or train it (see its model card)")
+
+
+def map_rows(method: str, result: dict, **extra: Any) -> list[dict]:
+    """``evaluate_isp`` result -> rows ``method, metric, value`` (percent, like the paper) (+ extra columns)."""
+    return [{"method": method, "metric": m, "value": round(100.0 * float(result[m]), 2), **extra} for m in METRICS]
+
+
+@dataclass
+class PolicyEval:
+    """Score of an AdaptiveISP policy on a dataset plus what it did per image."""
+
+    result: dict
+    pipelines: list[list[dict]]
+    isp_ms: float
+    policy_ms: float
+    cost_ms: float
+
+
+def evaluate_policy(policy, dataset, detector, *, T: int = 5, stages: int | None = None, batch_size: int = 8,
+                    imgsz: int | None = None, forbid_reuse: bool = False) -> PolicyEval:
+    """Run the policy inside :func:`ispbench.tasks.detection.evaluate_isp`, keeping every image's pipeline.
+
+    ``isp_ms`` / ``policy_ms``: measured wall time per image (summed over stages, batched, on this
+    machine); ``cost_ms``: mean of the paper's Table 4 module times over the chosen pipelines.
+    """
+    from ispbench.tasks.detection import evaluate_isp
+
+    from .inference import run_policy
+
+    runs = []
+
+    def isp(linear: torch.Tensor) -> torch.Tensor:
+        run = run_policy(policy, linear, T, stages=stages, forbid_reuse=forbid_reuse)
+        runs.append(run)
+        return run.outputs
+
+    result = evaluate_isp(isp, dataset, detector, batch_size=batch_size, imgsz=imgsz)
+    pipelines = [p for r in runs for p in r.pipelines]
+    n = max(len(pipelines), 1)
+    isp_ms = sum(sum(r.isp_ms) * len(r.pipelines) for r in runs) / n
+    pol_ms = sum(sum(r.policy_ms) * len(r.pipelines) for r in runs) / n
+    cost = float(torch.cat([r.cost_ms for r in runs]).mean()) if runs else 0.0
+    return PolicyEval(result, pipelines, isp_ms, pol_ms, cost)
+
+
+def frequency_rows(pipelines: list[list[dict]], module_names, **extra: Any) -> list[dict]:
+    """Per module, % of images whose pipeline uses it (counting repeats, so > 100% is possible, as in Table 8)."""
+    from .inference import module_frequencies
+
+    freqs = module_frequencies(pipelines, list(module_names))
+    return [{"method": "AdaptiveISP", "metric": "frequency", "value": round(100 * f, 2),
+             "setting_module": MODULE_DISPLAY[m], **extra} for m, f in freqs.items()]
+
+
+def timed_isp(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[float]]:
+    """Wrap an ISP function to record its wall time per image (ms) in the returned list."""
+    import time
+
+    times: list[float] = []
+
+    def wrapped(x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = fn(x)
+        times.append((time.perf_counter() - t0) * 1000 / x.shape[0])
+        return y
+
+    return wrapped, times
+
+
+def overrides_from(profile_args: dict) -> dict:
+    """Keep only keys that are fields of :class:`.train.Args` (for notebook parameter dicts)."""
+    from .train import Args
+
+    names = {f.name for f in dataclasses.fields(Args)}
+    return {k: v for k, v in profile_args.items() if k in names}

@@ -1,0 +1,499 @@
+"""Train an AdaptiveISP policy (one-file trainer, CleanRL style).
+
+    ispbench train adaptiveisp --iterations 600 --lr 3e-4 --seed 0 --out-dir runs/adaptiveisp
+
+What one iteration does (authors' code, paper Sec. 3 and App. A.1/C):
+
+1. Draw ``batch_size`` states from a **replay pool** of ``pool_size`` (128) images at
+   intermediate stages (each with its "used" bits, stage index, boxes and cached detector loss).
+2. Policy: module logits and all modules' parameters (tanh -> range); the module is sampled from
+   softmax with epsilon-greedy (0.05) exploration; STOP (optional ``--use-stop``) = skip.
+3. Run only the chosen module per sample (differentiable ISP), score the output with the
+   *frozen* detector: ``r = (clip(L_in) - clip(L_out)) * 100 - reuse - lambda_c * cost - overexp``.
+4. One-step TD: ``Q = r + gamma * (1 - terminated)(1 - truncated) V(s')``; critic loss
+   ``(Q.detach() - V(s))^2``; selector loss REINFORCE with the TD advantage ``-(Q - V(s)) log pi(a|s)``
+   plus the decaying entropy penalty; parameter loss ``-Q``: its gradient flows straight through
+   the differentiable ISP, the frozen detector (the ``L_out`` term) and the frozen-for-this-term
+   value net (``V(s')``) into the parameter heads.
+5. Put the outputs back into the pool; finished (T stages / STOP) or truncated samples are replaced
+   by fresh images at stage 0.
+
+Adam for both nets (3e-5 in the paper; larger for short CPU runs), learning rate x0.1 per third of
+training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clipping. Checkpoints
+(nets, optimisers, pool, data order, RNG states, metrics) are written atomically to
+``out_dir/last.pt``; a rerun with the same ``out_dir`` resumes from there and gives the same result
+as an uninterrupted run. Metrics go to ``out_dir/metrics.csv``; ``--export PATH`` writes the
+inference-only policy (float16) that :func:`ispbench.methods.adaptiveisp.inference.load_policy` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ispbench import atomic
+from ispbench.seeding import seed_everything
+
+from . import agent
+from .networks import PolicyNet, ValueNet, entropy
+
+
+@dataclass
+class Args:
+    """Arguments of :func:`train` (also the command line: ``--batch-size 8`` etc.)."""
+
+    exp_name: str = "adaptiveisp"
+    """name of the run (used in the default ``out_dir``)"""
+    seed: int = 0
+    """seed of every random number generator (data order, sampling, dropout, initialisation)"""
+    device: str = "cpu"
+    """torch device of the nets, the ISP and the detector"""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default)"""
+    data_root: str = ""
+    """root of the embedded detection data (empty = the package default)"""
+    light: str = "low"
+    """``low`` or ``normal``: which embedded train split"""
+    n_train: int = 0
+    """use only the first ``n_train`` training images (0 = all)"""
+    detector_weights: str = ""
+    """frozen detector checkpoint (empty = ``ispbench/weights/embedded_yolo.pt``)"""
+    detector_yaml: str = ""
+    """build a randomly initialised detector from this ultralytics model YAML instead (tests, smoke)"""
+    detector_nc: int = 0
+    """number of classes of the YAML detector (0 = the embedded data's class count)"""
+    imgsz: int = 160
+    """side of the square images the ISP processes and the detector sees (512 in the paper; 160 = the embedded detector's)"""
+    batch_size: int = 8
+    """states per iteration (8 in the paper)"""
+    iterations: int = 100_000
+    """training iterations (100k in the paper)"""
+    lr: float = 3e-5
+    """Adam learning rate of policy and value nets (3e-5 in the paper; ~3e-4 for short CPU runs)"""
+    selector_lr: float = 0.0
+    """learning rate of the module selector (CNN + softmax head); 0 = ``lr``. A short CPU run can use the
+    paper's 3e-5 here and a larger ``lr`` for the parameter heads and the critic (their gradients are direct)"""
+    lr_decay: bool = True
+    """multiply the learning rate by 0.1 per third of training (``lr * 0.1 ** (3 it / iterations)``)"""
+    grad_clip: float = 1.0
+    """clip the gradient norm of each net to this value (0 = off)"""
+    gamma: float = 0.99
+    """discount factor of the one-step TD target"""
+    T: int = 5
+    """maximum number of ISP stages (5 in the paper)"""
+    use_stop: bool = False
+    """add a learned STOP action (our extension: later stages are skipped)"""
+    lambda_c: float = 0.0
+    """run-time cost weight (eq. 11); 0 = accuracy-oriented Table 1 model; authors' code default 0.01"""
+    reuse_penalty: float = 1.0
+    """penalty for picking a module again (1.0; 0 = the Table 8 ablation)"""
+    overexposure_weight: float = 1.0
+    """weight of ``mean(relu(x - 1)^2)``"""
+    entropy_coef: float = 0.05
+    """entropy penalty ``(1 - progress) * coef * (ln A - H)`` (eq. 10, authors' form)"""
+    epsilon: float = 0.05
+    """epsilon-greedy exploration probability of the module choice"""
+    reward_scale: float = 100.0
+    """multiplier of the clipped detector-loss difference"""
+    loss_clip: float = 0.0
+    """clip the detector loss to ``[0, loss_clip]`` in the reward, which is divided by it (authors: 1 for their
+    YOLOv3 loss); 0 = auto: the 90th percentile of the detector loss of the initial pool's input images"""
+    disabled_modules: str = ""
+    """comma-separated modules the policy may never pick (e.g. ``denoise``: our NLM is ~6 s/image on a CPU)"""
+    truncate_low: float = 0.01
+    """truncate a trajectory when the image mean drops below this"""
+    truncate_high: float = 0.9
+    """... or rises above this"""
+    pool_size: int = 128
+    """replay pool of images at intermediate stages (128 in the authors' code)"""
+    param_heads: str = "per_module"
+    """``per_module`` (authors' code, 4096-128-n per module) or ``shared`` (one 4096-128 layer; 5x smaller)"""
+    out_dir: str = ""
+    """run folder (checkpoint, metrics.csv); empty = ``runs/adaptiveisp/<exp_name>__<seed>``"""
+    checkpoint_every: int = 100
+    """write ``last.pt`` every this many iterations (and at the end)"""
+    log_every: int = 10
+    """average and write metrics every this many iterations"""
+    resume: bool = True
+    """continue from ``out_dir/last.pt`` when it exists"""
+    stop_after: int = 0
+    """leave after this many iterations of this invocation (checkpointed; 0 = run to the end); a later run resumes"""
+    export: str = ""
+    """at the end, write the inference-only float16 policy here (e.g. ``ispbench/weights/adaptiveisp_embedded.pt``)"""
+    progress_bar: bool = True
+    """show a tqdm progress bar"""
+
+
+# ----------------------------------------------------------------------------- helpers
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Command line -> :class:`Args`; every field is ``--field-name`` (bools: ``--x / --no-x``)."""
+    parser = argparse.ArgumentParser(prog="ispbench train adaptiveisp", description=__doc__.split("\n\n")[0])
+    docs = _field_docs(Args)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            parser.add_argument(flag, dest=f.name, type=typ, default=f.default, help=docs.get(f.name))
+    return Args(**vars(parser.parse_args(argv)))
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """Docstrings written under dataclass fields (read from the source)."""
+    import inspect
+
+    lines = inspect.getsource(cls).splitlines()
+    docs, last = {}, None
+    for line in lines:
+        s = line.strip()
+        if ":" in s and "=" in s and not s.startswith('"'):
+            last = s.split(":")[0]
+        elif s.startswith('"""') and last:
+            docs[last] = s.strip('"')
+            last = None
+    return docs
+
+
+def learning_rate(args: Args, iteration: int) -> float:
+    """``lr * 0.1 ** (3 * iteration / iterations)`` (x0.1 per third) or constant."""
+    if not args.lr_decay or args.iterations <= 0:
+        return args.lr
+    return args.lr * 0.1 ** (3.0 * iteration / args.iterations)
+
+
+def build_detector(args: Args, nc_default: int):
+    """The frozen detector: weights file, or a random-init YAML model (smoke/tests)."""
+    from ispbench.tasks.detection import FrozenDetector
+
+    if args.detector_yaml:
+        return FrozenDetector(None, model_yaml=args.detector_yaml, nc=args.detector_nc or nc_default, imgsz=args.imgsz, device=args.device)
+    return FrozenDetector(args.detector_weights or None, imgsz=args.imgsz, device=args.device)
+
+
+def load_sample(dataset, index: int, imgsz: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dataset item -> (image (3, imgsz, imgsz) linear, labels (n, 5) class cx cy w h)."""
+    item = dataset[index]
+    img = item["image"].float().unsqueeze(0)
+    if img.shape[-2:] != (imgsz, imgsz):
+        img = F.interpolate(img, size=(imgsz, imgsz), mode="bilinear", align_corners=False, antialias=True)
+    boxes = torch.as_tensor(item["boxes"], dtype=torch.float32).reshape(-1, 4)
+    labels = torch.as_tensor(item["labels"], dtype=torch.float32).reshape(-1, 1)
+    return img[0].clamp(0, 1), torch.cat([labels, boxes], 1)
+
+
+def make_targets(labels: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image (n, 5) label tensors -> (N, 6) rows ``batch_index, class, cx, cy, w, h``."""
+    rows = [torch.cat([torch.full((len(l), 1), float(i)), l], 1) for i, l in enumerate(labels)]
+    return torch.cat(rows, 0) if rows else torch.zeros(0, 6)
+
+
+class ReplayPool:
+    """Images at intermediate ISP stages (authors' code: a pool of 128).
+
+    Slots hold the current image, its "used" bits, stage index, labels and the cached detector
+    loss of the current image (NaN until computed). The state of the pool is part of checkpoints.
+    """
+
+    def __init__(self, size: int, n_modules: int, imgsz: int, dataset, generator: torch.Generator) -> None:
+        self.size, self.n_modules, self.imgsz, self.dataset, self.gen = size, n_modules, imgsz, dataset, generator
+        self.images = torch.zeros(size, 3, imgsz, imgsz)
+        self.used = torch.zeros(size, n_modules)
+        self.stage = torch.zeros(size, dtype=torch.long)
+        self.loss = torch.full((size,), float("nan"))
+        self.labels: list[torch.Tensor] = [torch.zeros(0, 5)] * size
+        self.data_index = torch.zeros(size, dtype=torch.long)
+        self.order = torch.randperm(len(dataset), generator=generator)
+        self.cursor = 0
+        for slot in range(size):
+            self.refill(slot)
+
+    def next_index(self) -> int:
+        if self.cursor >= len(self.order):
+            self.order = torch.randperm(len(self.dataset), generator=self.gen)
+            self.cursor = 0
+        index = int(self.order[self.cursor])
+        self.cursor += 1
+        return index
+
+    def refill(self, slot: int) -> None:
+        index = self.next_index()
+        self.images[slot], self.labels[slot] = load_sample(self.dataset, index, self.imgsz)
+        self.used[slot] = 0
+        self.stage[slot] = 0
+        self.loss[slot] = float("nan")
+        self.data_index[slot] = index
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("images", "used", "stage", "loss", "labels", "data_index", "order", "cursor")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def export_policy(policy: PolicyNet, path: str | Path, *, metadata: dict | None = None) -> Path:
+    """Write the inference-only policy (float16 weights + config) atomically."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in policy.state_dict().items()}
+    payload = {"format": "ispbench.adaptiveisp.policy/1", "config": policy.config(), "state_dict": state, "metadata": metadata or {}}
+    return atomic.torch_save(payload, path)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(), "generator": gen.get_state()}
+
+
+def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    gen.set_state(state["generator"])
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    keys = list(rows[0].keys())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- training
+def train(args: Args) -> dict:
+    """Run (or resume) training; returns a summary dict (also written to ``out_dir/summary.json``)."""
+    from ispbench.data.synthetic_detection import CLASS_NAMES, load_split
+    from ispbench import ops
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out_dir = Path(args.out_dir or f"runs/adaptiveisp/{args.exp_name}__{args.seed}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    gen = seed_everything(args.seed)
+    device = torch.device(args.device)
+
+    dataset = load_split("train", args.light, root=args.data_root or None)
+    if args.n_train:
+        dataset = torch.utils.data.Subset(dataset, list(range(min(args.n_train, len(dataset)))))
+    detector = build_detector(args, len(CLASS_NAMES))
+
+    names = list(ops.MODULE_NAMES)
+    n_modules = len(names)
+    disabled = [m.strip() for m in args.disabled_modules.split(",") if m.strip()]
+    policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled).to(device)
+    n_valid = int(policy.action_mask.sum())
+    value = ValueNet(n_modules).to(device)
+    selector_params = list(policy.selector_features.parameters()) + list(policy.selector.parameters())
+    selector_ids = {id(p) for p in selector_params}
+    head_params = [p for p in policy.parameters() if id(p) not in selector_ids]
+    selector_scale = (args.selector_lr / args.lr) if args.selector_lr > 0 else 1.0
+    policy_opt = torch.optim.Adam(
+        [{"params": head_params, "lr_scale": 1.0}, {"params": selector_params, "lr_scale": selector_scale}], lr=args.lr
+    )
+    value_opt = torch.optim.Adam(value.parameters(), lr=args.lr)
+    costs = agent.module_costs(names)
+    pool = ReplayPool(args.pool_size, n_modules, args.imgsz, dataset, gen)
+    if args.batch_size > args.pool_size:
+        raise ValueError(f"batch_size ({args.batch_size}) must not exceed pool_size ({args.pool_size})")
+
+    start, rows, elapsed_before, loss_clip = 0, [], 0.0, float(args.loss_clip)
+    ckpt_path = out_dir / "last.pt"
+    if args.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        policy.load_state_dict(ckpt["policy"])
+        value.load_state_dict(ckpt["value"])
+        policy_opt.load_state_dict(ckpt["policy_opt"])
+        value_opt.load_state_dict(ckpt["value_opt"])
+        pool.load_state_dict(ckpt["pool"])
+        _set_rng_state(ckpt["rng"], gen)
+        start, rows, elapsed_before = ckpt["iteration"], ckpt["metrics"], ckpt.get("elapsed_s", 0.0)
+        loss_clip = ckpt["loss_clip"]
+        print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
+
+    def save(iteration: int, elapsed: float) -> None:
+        atomic.torch_save(
+            {
+                "iteration": iteration,
+                "args": asdict(args),
+                "policy_config": policy.config(),
+                "policy": policy.state_dict(),
+                "value": value.state_dict(),
+                "policy_opt": policy_opt.state_dict(),
+                "value_opt": value_opt.state_dict(),
+                "pool": pool.state_dict(),
+                "rng": _rng_state(gen),
+                "metrics": rows,
+                "elapsed_s": elapsed,
+                "loss_clip": loss_clip,
+            },
+            ckpt_path,
+        )
+
+    @torch.no_grad()
+    def fill_losses(slots: torch.Tensor) -> None:
+        missing = slots[torch.isnan(pool.loss[slots])]
+        for chunk in missing.split(16) if len(missing) else ():
+            x = pool.images[chunk].to(device)
+            targets = make_targets([pool.labels[int(s)] for s in chunk]).to(device)
+            pool.loss[chunk] = detector.per_image_loss(x.clamp(0, 1), targets).float().cpu()
+
+    if loss_clip <= 0:  # auto: 90th percentile of L(input) over the initial pool (deterministic)
+        fill_losses(torch.arange(args.pool_size))
+        loss_clip = max(float(torch.quantile(pool.loss, 0.9)), 1e-3)
+        print(f"loss_clip (auto, 90th percentile of the input images' detector loss): {loss_clip:.4f}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    acc: dict[str, float] = {}
+    counts = torch.zeros(policy.n_actions)
+    bar = None
+    if args.progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=args.iterations, initial=start, desc="adaptiveisp", dynamic_ncols=True)
+    policy.train()
+    value.train()
+    end = args.iterations if not args.stop_after else min(args.iterations, start + args.stop_after)
+    for it in range(start, end):
+        lr = learning_rate(args, it)
+        for opt in (policy_opt, value_opt):
+            for group in opt.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+        progress = it / max(args.iterations, 1)
+        slots = torch.randperm(args.pool_size, generator=gen)[: args.batch_size]
+        fill_losses(slots)
+        x = pool.images[slots].to(device)
+        used = pool.used[slots].to(device)
+        stage = pool.stage[slots].to(device)
+        loss_in = pool.loss[slots].to(device)
+        targets = make_targets([pool.labels[int(s)] for s in slots]).to(device)
+
+        # --- act
+        logits, raw = policy(agent.policy_state(x, used, stage, args.T))
+        params = policy.module_params(raw)
+        actions = agent.sample_actions(logits, epsilon=args.epsilon, generator=gen, valid=policy.action_mask)
+        stop_now = actions >= n_modules
+        midx = agent.to_module_index(actions, n_modules)
+        x_raw = agent.apply_modules(x, midx, params, names, clamp=False)  # may exceed 1 (over-exposure)
+        x_next = x_raw.clamp(0, 1)
+
+        # --- reward
+        loss_out = detector.per_image_loss(x_next.clamp(0, 1), targets)
+        pen = agent.stage_penalties(
+            x_raw, used, midx, lambda_c=args.lambda_c, costs_ms=costs.to(device),
+            reuse_weight=args.reuse_penalty, overexposure_weight=args.overexposure_weight,
+        )
+        det_reward = agent.detection_reward(loss_in, loss_out, args.reward_scale, loss_clip)
+        reward = det_reward - pen.total
+        used_next = agent.mark_used(used, midx)
+        stage_next = stage + 1
+        terminated = (stage_next >= args.T) | stop_now
+        truncated = agent.is_truncated(x_next.detach(), args.truncate_low, args.truncate_high)
+        mask = agent.bootstrap_mask(terminated, truncated).to(device)
+
+        # --- V(s') with the value net's weights frozen, gradient to the image (for the params)
+        for p in value.parameters():
+            p.requires_grad_(False)
+        v_next = value(agent.value_state(x_next, used_next, stage_next, args.T))
+        for p in value.parameters():
+            p.requires_grad_(True)
+        q = reward + args.gamma * mask * v_next
+        v = value(agent.value_state(x.detach(), used, stage, args.T))
+        advantage = (q - v).detach()
+        critic_loss = F.mse_loss(v, q.detach())
+        logp = F.log_softmax(logits, -1).gather(1, actions.view(-1, 1)).squeeze(1)
+        ent_pen = agent.entropy_penalty(logits, progress, args.entropy_coef, n_valid)
+        selector_loss = -(advantage * logp).mean() + ent_pen.mean()
+        param_loss = -q.mean()
+
+        policy_opt.zero_grad(set_to_none=True)
+        value_opt.zero_grad(set_to_none=True)
+        (selector_loss + param_loss + critic_loss).backward()
+        if args.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), args.grad_clip)
+            torch.nn.utils.clip_grad_norm_(value.parameters(), args.grad_clip)
+        policy_opt.step()
+        value_opt.step()
+
+        # --- back into the pool
+        done = (terminated | truncated).cpu()
+        pool.images[slots] = x_next.detach().cpu().float()
+        pool.used[slots] = used_next.cpu()
+        pool.stage[slots] = stage_next.cpu()
+        pool.loss[slots] = loss_out.detach().float().cpu()
+        for j in done.nonzero(as_tuple=True)[0].tolist():
+            pool.refill(int(slots[j]))
+
+        # --- metrics
+        counts += torch.bincount(actions.cpu(), minlength=policy.n_actions).float()
+        with torch.no_grad():
+            step_metrics = {
+                "reward": reward.mean().item(), "det_reward": det_reward.mean().item(),
+                "pen_reuse": pen.reuse.mean().item(), "pen_cost": pen.cost.mean().item(),
+                "pen_overexposure": pen.overexposure.mean().item(), "pen_entropy": ent_pen.mean().item(),
+                "loss_in": loss_in.mean().item(), "loss_out": loss_out.mean().item(),
+                "critic_loss": critic_loss.item(), "selector_loss": selector_loss.item(),
+                "param_loss": param_loss.item(), "value": v.mean().item(),
+                "entropy": entropy(logits).mean().item(),
+                "truncated": truncated.float().mean().item(), "stop": stop_now.float().mean().item(),
+            }
+        for k, val in step_metrics.items():
+            acc[k] = acc.get(k, 0.0) + val
+        if (it + 1) % args.log_every == 0 or it + 1 == args.iterations:
+            k_iters = (it + 1) - (rows[-1]["iteration"] if rows else 0)
+            k_iters = max(k_iters, 1)
+            row = {"iteration": it + 1, "lr": lr, "loss_clip": loss_clip,
+                   "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 3)}
+            row.update({k: v_ / k_iters for k, v_ in acc.items()})
+            action_names = names + (["stop"] if args.use_stop else [])
+            freq = counts / counts.sum().clamp(min=1)
+            row.update({f"freq_{n}": float(freq[i]) for i, n in enumerate(action_names)})
+            rows.append(row)
+            _write_metrics(out_dir / "metrics.csv", rows)
+            acc, counts = {}, torch.zeros(policy.n_actions)
+            if bar is not None:
+                bar.set_postfix(reward=f"{row['reward']:.2f}", L_out=f"{row['loss_out']:.3f}")
+        if bar is not None:
+            bar.update(1)
+        if (it + 1) % args.checkpoint_every == 0 or it + 1 in (args.iterations, end):
+            save(it + 1, elapsed_before + time.perf_counter() - t0)
+    if bar is not None:
+        bar.close()
+
+    elapsed = elapsed_before + time.perf_counter() - t0
+    summary = {
+        "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": asdict(args), "loss_clip": loss_clip,
+        "machine": f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "last_metrics": rows[-1] if rows else {},
+    }
+    atomic.write_json(out_dir / "summary.json", summary)
+    if args.export and end == args.iterations:
+        export_policy(policy, args.export, metadata={"train_args": asdict(args), "iterations": args.iterations, "elapsed_s": round(elapsed, 1)})
+    return {"policy": policy, "value": value, "metrics": rows, "summary": summary, "out_dir": out_dir}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ispbench train adaptiveisp [--field value ...]``."""
+    args = parse_args(argv)
+    result = train(args)
+    print(json.dumps(result["summary"]["last_metrics"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
