@@ -1,0 +1,212 @@
+"""Evaluation helpers behind the RLPixTuner notebooks (Tables 1-4, trajectory figure).
+
+Every method is scored on the same (input, goal) pairs with :mod:`ispbench.tasks.finishing_metrics`
+and its pipeline queries are counted. Method names are the paper's (``RLPixTuner``, ``CMAES``,
+``Greedy Search``, ``Monolithic Proxy``, ``Cascaded Proxy``). For RLPixTuner two rows are
+produced: the final step (``RLPixTuner``, the honest deployable number) and the best image of the
+10-step trajectory (``RLPixTuner (best-of-10)``, what the authors' evaluation code reports;
+picking it needs the goal, i.e. an oracle).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import torch
+
+from ispbench.methods.rlpixtuner.td3 import Policy, tune
+from ispbench.tasks.finishing_metrics import LPIPS, LPIPSUnavailable, psnr, ssim
+
+METHODS = ("RLPixTuner", "CMAES", "Greedy Search", "Monolithic Proxy", "Cascaded Proxy")
+
+#: Trainer arguments of the shipped embedded policy that differ from ``train.Args``' (paper) defaults
+#: (see ``ispbench/weights/rlpixtuner_embedded.md``); the notebooks retrain with these.
+SHIPPED_RECIPE = dict(residual_actor=True, action_l2=0.1, critic_lr=3e-4, updates_per_step=0.5, learning_starts=1600)
+
+
+def lpips_or_none(device: str = "cpu") -> tuple[LPIPS | None, str]:
+    """An LPIPS model, or ``None`` and the reason (the notebooks then print "unavailable")."""
+    try:
+        return LPIPS(device), "available"
+    except LPIPSUnavailable as err:
+        return None, f"unavailable: {err}"
+
+
+def load_policy(checkpoint: str = "") -> Policy:
+    """The shipped embedded policy, or ``checkpoint`` (a ``policy.pt``/``checkpoint.pt``)."""
+    from ispbench.methods.rlpixtuner import shipped_weights
+
+    return Policy.load(str(checkpoint or shipped_weights()))
+
+
+def _metric_rows(method: str, images: torch.Tensor, goals: torch.Tensor, queries: float, seconds: float,
+                 lp: LPIPS | None) -> list[dict[str, Any]]:
+    p = psnr(images, goals).clamp_max(100)
+    s = ssim(images, goals)
+    rows = [
+        {"method": method, "metric": "PSNR", "value": float(p.mean())},
+        {"method": method, "metric": "SSIM", "value": float(s.mean())},
+        {"method": method, "metric": "queries", "value": float(queries)},
+        {"method": method, "metric": "time", "value": float(seconds)},
+    ]
+    if lp is not None:
+        rows.append({"method": method, "metric": "LPIPS", "value": float(lp(images, goals).mean())})
+    return rows
+
+
+def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | None, methods: Iterable[str] = METHODS,
+                budget: int = 200, proxy_iterations: int = 100, steps: int = 10, seed: int = 0,
+                lp: LPIPS | None = None, proxies: dict[str, torch.nn.Module] | None = None, proxy_size: int = 0,
+                progress: Callable[[str], None] | None = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score each method on ``(inputs, goals)`` ``(N, 3, H, W)``.
+
+    ``proxy_size`` > 0: the proxies' gradient search runs on area-resized ``proxy_size`` copies of
+    input and goal (a CPU saving; the proxies were trained on 48x48 crops), and the parameters
+    found are rendered by the real pipeline at full resolution. 0 = search at full resolution.
+
+    Returns:
+        ``(summary, per_image)``: summary rows ``method, metric, value`` (means over images;
+        ``time`` = mean seconds per image on this machine, ``queries`` = mean pipeline queries per
+        image); per-image rows ``method, index, PSNR, SSIM``.
+    """
+    from ispbench.methods.finishing_baselines.proxy import proxy_search
+    from ispbench.methods.finishing_baselines.search import cmaes_search, greedy_search
+
+    rows: list[dict[str, Any]] = []
+    per: list[dict[str, Any]] = []
+    n = inputs.shape[0]
+
+    def record(name: str, out: torch.Tensor, queries: float, seconds: float) -> None:
+        rows.extend(_metric_rows(name, out, goals, queries, seconds / n, lp))
+        for i, (pv, sv) in enumerate(zip(psnr(out, goals).clamp_max(100).tolist(), ssim(out, goals).tolist())):
+            per.append({"method": name, "index": i, "PSNR": pv, "SSIM": sv})
+
+    for method in methods:
+        if progress:
+            progress(f"[{time.strftime('%H:%M:%S')}] {method} on {n} images")
+        t0 = time.perf_counter()
+        if method == "RLPixTuner":
+            if policy is None:
+                continue
+            tr = tune(policy, inputs, goals, steps=steps)
+            dt = time.perf_counter() - t0
+            record("RLPixTuner", tr.final, float(tr.queries.float().mean()), dt)
+            record("RLPixTuner (best-of-10)", tr.best, float(tr.queries.float().mean()), dt)
+        elif method in ("CMAES", "Greedy Search"):
+            fn = cmaes_search if method == "CMAES" else greedy_search
+            outs, qs = [], []
+            for i in range(n):
+                kw = {"seed": seed + i} if method == "CMAES" else {}
+                r = fn(inputs[i], goals[i], budget, **kw)
+                outs.append(r.image), qs.append(r.queries)
+            record(method, torch.stack(outs), sum(qs) / n, time.perf_counter() - t0)
+        elif method in ("Monolithic Proxy", "Cascaded Proxy"):
+            if not proxies or method not in proxies:
+                continue
+            t0 = time.perf_counter()
+            if proxy_size and min(inputs.shape[-2:]) > proxy_size:
+                from ispbench.methods.rlpixtuner.state import resize_to
+                from ispbench.ops.finishing import finish
+
+                res = proxy_search(proxies[method], resize_to(inputs, proxy_size), resize_to(goals, proxy_size),
+                                   iterations=proxy_iterations)
+                with torch.no_grad():
+                    out = finish(inputs, res.actions).clamp(0, 1)
+            else:
+                out = proxy_search(proxies[method], inputs, goals, iterations=proxy_iterations).images
+            record(method, out, 1, time.perf_counter() - t0)
+        elif method == "Input":
+            record("Input", inputs, 0, 0.0)
+        else:
+            raise ValueError(f"unknown method {method!r}; valid: {METHODS + ('Input',)}")
+    return pd.DataFrame(rows), pd.DataFrame(per)
+
+
+def load_proxies(retrain: bool = False, iterations: int = 600) -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
+    """The two proxies (shipped/cached, or trained now when missing or ``retrain``)."""
+    from ispbench.methods.finishing_baselines.proxy import ProxyTrainConfig, get_proxy
+
+    out, info = {}, {}
+    for kind, name in (("monolithic", "Monolithic Proxy"), ("cascaded", "Cascaded Proxy")):
+        model, metrics = get_proxy(kind, ProxyTrainConfig(iterations=iterations), retrain=retrain)
+        out[name], info[name] = model, metrics
+    return out, info
+
+
+def time_methods(resolutions: dict[str, tuple[int, int]], *, policy: Policy | None, proxies: dict[str, torch.nn.Module],
+                 budget: int = 200, proxy_iterations: int = 200, measured: int | None = None,
+                 measured_proxy: int | None = None, steps: int = 10,
+                 photo: str = "coffee", max_seconds: float = 120.0,
+                 progress: Callable[[str], None] | None = print) -> pd.DataFrame:
+    """Wall time (s) to tune one image per method and resolution, measured in this process.
+
+    The goal is a random-target edit of ``photo`` resized to each resolution. A method whose
+    run at a lower resolution took more than ``max_seconds`` is skipped at higher ones (reported
+    as NaN with ``note`` "skipped"; the rule looks at the seconds actually measured); out-of-memory errors are reported as "OOM", as in the paper.
+    Paper setting: 200 iterations for both proxies and CMA-ES (Sec. 4.2 "Efficiency").
+
+    ``measured`` (``measured_proxy`` for the proxies, default ``measured``): if smaller than
+    ``budget``/``proxy_iterations``, the baselines run only that many queries/iterations and their time is scaled linearly to the full count (the
+    ``note`` says so; each query/iteration costs the same, so this is what a full run would
+    take up to the fixed set-up cost, which it over-counts). RLPixTuner always runs its full
+    ``steps``.
+    """
+    from ispbench.data.photos import full_resolution
+    from ispbench.methods.finishing_baselines.proxy import proxy_search
+    from ispbench.methods.finishing_baselines.search import cmaes_search
+    from ispbench.ops.finishing import finish
+
+    g = torch.Generator().manual_seed(0)
+    a_goal = (torch.rand(1, 9, generator=g) * 2 - 1) * 0.5
+    rows, too_slow = [], set()
+    # untimed warm-up of every method on a tiny image (imports, first-call allocations)
+    tiny = torch.rand(1, 3, 16, 16)
+    if policy is not None:
+        tune(policy, tiny, tiny, steps=1)
+    cmaes_search(tiny[0], tiny[0], 12)
+    for m in proxies.values():
+        proxy_search(m, tiny, tiny, iterations=1)
+    for res_name, (h, w) in resolutions.items():
+        img = torch.from_numpy(full_resolution(photo, (h, w)).transpose(2, 0, 1).copy())[None]
+        with torch.no_grad():
+            goal = finish(img, a_goal).clamp(0, 1)
+        jobs: dict[str, Callable[[], Any]] = {}
+        if policy is not None:
+            jobs["RLPixTuner"] = lambda: tune(policy, img, goal, steps=steps)
+        n_q = min(measured or budget, budget)
+        n_it = min(measured_proxy or measured or proxy_iterations, proxy_iterations)
+        scale = {"RLPixTuner": 1.0, "CMAES": budget / n_q}
+        jobs["CMAES"] = lambda: cmaes_search(img[0], goal[0], n_q)
+        for name in ("Monolithic Proxy", "Cascaded Proxy"):
+            if name in proxies:
+                scale[name] = proxy_iterations / n_it
+                jobs[name] = (lambda m: (lambda: proxy_search(m, img, goal, iterations=n_it)))(proxies[name])
+        for name, job in jobs.items():
+            row = {"method": name, "metric": "time", "setting": f"resolution={res_name}", "resolution": res_name,
+                   "height": h, "width": w}
+            if name in too_slow:
+                rows.append({**row, "value": math.nan, "note": f"skipped (> {max_seconds:.0f} s at a lower resolution)"})
+                continue
+            if progress:
+                progress(f"[{time.strftime('%H:%M:%S')}] {name} at {res_name} ({w}x{h})")
+            t0 = time.perf_counter()
+            try:
+                job()
+                measured_s = time.perf_counter() - t0
+                dt = measured_s * scale[name]
+                note = "" if scale[name] == 1.0 else f"extrapolated x{scale[name]:.0f} from {round((budget if name == 'CMAES' else proxy_iterations) / scale[name])} measured"
+                rows.append({**row, "value": dt, "note": note, "measured_s": measured_s})
+                if measured_s > max_seconds:
+                    too_slow.add(name)
+            except (MemoryError, RuntimeError) as err:
+                if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
+                    raise
+                rows.append({**row, "value": math.nan, "note": "OOM"})
+                too_slow.add(name)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["METHODS", "SHIPPED_RECIPE", "run_methods", "time_methods", "load_policy", "load_proxies", "lpips_or_none"]
