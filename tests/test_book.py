@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     book = tmp_path_factory.mktemp("book")
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(ROOT / name, book / name)
-    for folder in ("book", "data_cards"):
-        shutil.copytree(ROOT / folder, book / folder, ignore=shutil.ignore_patterns("executed", "status.md"))
+    # Every tracked file, as a fresh clone has them (the book includes the model cards from
+    # ispbench/weights/), plus the clutter a checkout collects that the build must ignore.
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.splitlines():
+        if (ROOT / name).is_file() and not name.startswith(("book/executed/", "notebooks/")):
+            (book / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / name, book / name)
+    (book / ".pytest_cache").mkdir()
+    (book / ".pytest_cache" / "README.md").write_text("# pytest cache directory\n")
     results = book / "results"
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("ISPBENCH_RESULTS", str(results))
