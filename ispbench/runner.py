@@ -323,9 +323,17 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
         f"parameters: `{json.dumps(report.parameters, default=str)}`.*"
     )
     badge.metadata["tags"] = ["ispbench-badge"]
-    # Insert after the title cell when there is one, so the page keeps its heading.
-    index = 1 if nb.cells and nb.cells[0].cell_type == "markdown" and nb.cells[0].source.lstrip().startswith("#") else 0
-    nb.cells.insert(index, badge)
+    # The page reads: title, badge and provenance, then the notebook. The Colab install cell
+    # is left out of the page (the badge's notebook keeps it); parameter cells are folded.
+    title = next((c for c in nb.cells if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), None)
+    cells = [c for c in nb.cells if c is not title]
+    for cell in cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "colab-install" in tags:
+            tags.append("remove-cell")
+        elif {"parameters", "injected-parameters"} & set(tags):
+            tags.append("hide-input")
+    nb.cells = ([title] if title is not None else []) + [badge] + cells
     target = Path(publish_dir) / f"{report.notebook}.ipynb"
     with atomic.atomic_open(target, "w", encoding="utf-8") as handle:
         nbformat.write(nb, handle)

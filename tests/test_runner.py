@@ -145,3 +145,19 @@ def test_cache_key_changes_with_package_code(tmp_path):
     before = runner.package_fingerprint(package)
     (package / "m.py").write_text("x = 2\n")
     assert runner.package_fingerprint(package) != before
+
+
+def test_publish_puts_title_and_badge_first_and_hides_install(tiny_project, tmp_path):
+    nb_path = tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    install = nbformat.v4.new_code_cell("pass  # pip install on Colab")
+    install.metadata["tags"] = ["colab-install"]
+    nb.cells = [install, nb.cells[1], nb.cells[0], nb.cells[2]]  # install, parameters, title, code
+    nbformat.write(nb, nb_path)
+    (report,) = _run(tiny_project, publish_dir=tmp_path / "book")
+    published = nbformat.read(tmp_path / "book" / "tiny" / "demo.ipynb", as_version=4)
+    assert published.cells[0].source.startswith("# Tiny")
+    assert "colab.research.google.com/github/" in published.cells[1].source
+    assert "--profile smoke" in published.cells[1].source
+    tags = {tag for cell in published.cells for tag in cell.metadata.get("tags", [])}
+    assert "remove-cell" in tags and "hide-input" in tags
