@@ -24,7 +24,7 @@ METHODS = ("RLPixTuner", "CMAES", "Greedy Search", "Monolithic Proxy", "Cascaded
 
 #: Trainer arguments of the shipped embedded policy that differ from ``train.Args``' (paper) defaults
 #: (see ``ispbench/weights/rlpixtuner_embedded.md``); the notebooks retrain with these.
-SHIPPED_RECIPE = dict(residual_actor=True, action_l2=0.1, critic_lr=3e-4, updates_per_step=0.5, learning_starts=1600)
+SHIPPED_RECIPE = dict(bc_weight=10.0, updates_per_step=0.5, learning_starts=320)
 
 
 def lpips_or_none(device: str = "cpu") -> tuple[LPIPS | None, str]:
@@ -209,4 +209,91 @@ def time_methods(resolutions: dict[str, tuple[int, int]], *, policy: Policy | No
     return pd.DataFrame(rows)
 
 
-__all__ = ["METHODS", "SHIPPED_RECIPE", "run_methods", "time_methods", "load_policy", "load_proxies", "lpips_or_none"]
+#: Real finishing datasets the notebooks can evaluate on (``dataset`` parameter).
+EVAL_DATASETS = ("fivek", "hdrplus")
+
+
+def load_eval_pairs(data_root: str = "", dataset: str = "fivek", split: str = "", n_images: int = 16,
+                    resolution: int = 128, *, target: str = "random", seed: int = 1234, require_real: bool = False):
+    """The (input, goal) pairs a notebook evaluates on: a real prepared dataset, or embedded photos.
+
+    Args:
+        data_root: root of the user's dataset download (the folder given to
+            ``ispbench data prepare DATASET --root DIR``; the prepared files live in
+            ``DIR/ispbench-prepared``). Empty: the embedded photos (``ispbench.data.photos``).
+        dataset: ``"fivek"`` (:class:`ispbench.data.fivek.FiveKDataset`) or ``"hdrplus"``
+            (:class:`ispbench.data.hdrplus.HDRPlusDataset`, goals = HDR+ ``final.jpg``).
+        split: dataset split; empty = ``"val"`` for FiveK (ids 4501-5000, the paper's test images),
+            ``"all"`` for HDR+.
+        n_images: first ``n_images`` items of the split (0 = all).
+        resolution: every input/goal is resized ("plain" stretch) to ``resolution x resolution``.
+        target: FiveK goals, ``"random"`` (Random-Target, goal = ``finish(image, stored actions)``)
+            or ``"expert_c"``; with embedded photos ``"random"`` gives
+            :func:`~ispbench.data.photos.random_target_eval_set` (``heldout`` photos) and anything
+            else :func:`~ispbench.data.photos.expert_target_eval_set` (``heldout2``, the HDR+ stand-in).
+        seed: seed of the embedded crops (real datasets are read in split order; no randomness).
+        require_real: raise instead of using embedded photos when ``data_root`` is empty (the
+            ``paper`` profile: nothing silently falls back).
+
+    Returns:
+        :class:`ispbench.data.photos.EvalSet`: ``inputs``/``goals`` ``(N, 3, R, R)`` in [0, 1],
+        ``goal_actions`` ``(N, 9)`` (Random-Target) or None, ``names`` (item ids), ``description``.
+
+    Raises:
+        DatasetMissingError: ``data_root`` does not exist or was never prepared (the message names
+            the path and the ``ispbench data prepare`` command).
+
+    Example:
+        >>> pairs = load_eval_pairs("~/data/fivek", "fivek", n_images=500, resolution=512)  # doctest: +SKIP
+    """
+    from pathlib import Path
+
+    from ispbench.data.common import DatasetMissingError, prepare_command
+    from ispbench.data.photos import EvalSet, expert_target_eval_set, random_target_eval_set
+
+    if dataset not in EVAL_DATASETS:
+        raise ValueError(f"dataset: expected one of {EVAL_DATASETS}, got {dataset!r}")
+    if int(resolution) < 8:
+        raise ValueError(f"resolution: expected >= 8 pixels, got {resolution!r}")
+    if not data_root:
+        if require_real:
+            raise DatasetMissingError(
+                f"data_root is empty but real {dataset} data is required (paper profile). Prepare it once with "
+                f"`{prepare_command(dataset, 'DIR')}` (see data_cards/{dataset}.md) and pass data_root=DIR "
+                f"(e.g. `ispbench run ... -p data_root DIR`)."
+            )
+        if target == "random":
+            return random_target_eval_set("heldout", n=n_images, size=resolution, seed=seed)
+        return expert_target_eval_set("heldout2", n=n_images, size=resolution, seed=seed)
+    root = Path(data_root).expanduser()
+    if not root.is_dir():
+        raise DatasetMissingError(
+            f"{dataset}: data_root {root} does not exist. Download the dataset (data_cards/{dataset}.md) and "
+            f"prepare it once with `{prepare_command(dataset, root)}`."
+        )
+    if dataset == "fivek":
+        from ispbench.data.fivek import FiveKDataset
+
+        if target not in {"random", "expert_c"}:
+            raise ValueError(f"target: FiveK goals are 'random' or 'expert_c', got {target!r}")
+        ds = FiveKDataset(root, split or "val", target=target, size=int(resolution), resize="plain",
+                          limit=n_images or None)
+        what = "Random-Target goals finish(image, stored actions)" if target == "random" else "Expert C goals"
+    else:
+        from ispbench.data.hdrplus import HDRPlusDataset
+
+        ds = HDRPlusDataset(root, split or "all", size=int(resolution), resize="plain", limit=n_images or None)
+        what = "HDR+ final.jpg goals"
+    if len(ds) == 0:
+        raise DatasetMissingError(f"{dataset}: split {ds.split!r} under {ds.prepared} is empty; re-run `{prepare_command(dataset, root)}`")
+    items = [ds[i] for i in range(len(ds))]
+    inputs = torch.stack([it["image"].float().clamp(0, 1) for it in items])
+    goals = torch.stack([it["goal"].float().clamp(0, 1) for it in items])
+    actions = torch.stack([it["actions"] for it in items]) if all("actions" in it for it in items) else None
+    names = [str(it["meta"]["id"]) for it in items]
+    desc = f"{dataset} split {ds.split!r} ({ds.prepared}): {len(items)} images at {resolution}x{resolution}, {what}"
+    return EvalSet(inputs, goals, actions, names, desc)
+
+
+__all__ = ["METHODS", "SHIPPED_RECIPE", "EVAL_DATASETS", "run_methods", "time_methods", "load_policy", "load_proxies",
+           "load_eval_pairs", "lpips_or_none"]

@@ -15,7 +15,7 @@ state ``s_t = Concat(F^D; F^S; F^H)``:
 * ``F^H`` (``history=True``): ``Linear(a_{1:t}; l_{0:t})``.
 * always: current parameters and the step index (as in the authors' observation).
 
-``residual_actor`` (off in the paper's architecture, on in our shipped CPU policy): see :class:`Actor`.
+``residual_actor`` (off in the paper's architecture and in our shipped CPU policy; on in an earlier one): see :class:`Actor`.
 
 The concatenation goes through a Linear + LayerNorm + tanh trunk (DrQ-v2 style, keeps the
 heterogeneous inputs on one scale), then the actor/critic MLPs (paper: 4 hidden layers of 512;

@@ -14,7 +14,10 @@ The authors' ``train.sh`` differs (actor 5e-4, critic 5e-5, tau 0.007, noise 0.0
 0.01, batch 2); the paper's values are the defaults here. One addition, off by default
 (``action_l2``): the HER-style penalty ``action_l2 * mean((a - base)^2)`` on the actor's actions
 (``base`` = 0, or the current parameters with a residual actor), which keeps a young actor from
-drifting to the corners of the action box where the critic has no data.
+drifting to the corners of the action box where the critic has no data. Another, off by default
+(``bc_weight``): hindsight goal regression ``bc_weight * mse(mu(s), a_g)`` on transitions whose goal was
+rendered from known parameters ``a_g`` (stored in the buffer, NaN where unknown), through actor and
+encoder, added to every critic update (GCSL / TD3+BC style; the shipped embedded policy uses 10).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class TD3Config:
     policy_delay: int = 2
     grad_clip: float = 10.0
     action_l2: float = 0.0
+    bc_weight: float = 0.0
 
 
 class Batch(NamedTuple):
@@ -56,6 +60,7 @@ class Batch(NamedTuple):
     reward: torch.Tensor
     next_obs: Observation
     done: torch.Tensor
+    goal_action: torch.Tensor | None = None  # (B, 9) known parameters of the goal, NaN where unknown
 
 
 class ReplayBuffer:
@@ -76,6 +81,7 @@ class ReplayBuffer:
         self.action = np.zeros((self.capacity, N_PARAMS), np.float32)
         self.reward = np.zeros(self.capacity, np.float32)
         self.done = np.zeros(self.capacity, np.float32)
+        self.goal_action = np.full((self.capacity, N_PARAMS), np.nan, np.float32)
         self.pos, self.full = 0, False
         self.rng = np.random.default_rng(seed)
 
@@ -87,10 +93,13 @@ class ReplayBuffer:
         return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
     def add(self, obs: Observation, action: torch.Tensor, reward: torch.Tensor, next_obs: Observation,
-            done: torch.Tensor) -> None:
+            done: torch.Tensor, goal_action: torch.Tensor | None = None) -> None:
+        """Append transitions; ``goal_action`` ``(n, 9)``: the known parameters that produced the goal
+        (hindsight label, used by ``TD3Config.bc_weight``), NaN/None where unknown."""
         n = action.shape[0]
         for i in range(n):
             j = self.pos
+            self.goal_action[j] = goal_action[i].numpy() if goal_action is not None else np.nan
             self.cur[j] = self._u8(obs.cur64[i])
             self.goal[j] = self._u8(obs.goal64[i])
             self.nxt[j] = self._u8(next_obs.cur64[i])
@@ -115,17 +124,20 @@ class ReplayBuffer:
             torch.from_numpy(self.reward[idx]),
             Observation(img(self.nxt), goal, torch.from_numpy(self.next_vec[idx])),
             torch.from_numpy(self.done[idx]),
+            torch.from_numpy(self.goal_action[idx]),
         )
 
     def state_dict(self) -> dict[str, Any]:
         n = len(self)
         return {"capacity": self.capacity, "pos": self.pos, "full": self.full, "rng": self.rng.bit_generator.state,
-                **{k: getattr(self, k)[:n].copy() for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done")}}
+                **{k: getattr(self, k)[:n].copy() for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action")}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"buffer capacity {state['capacity']} in checkpoint != {self.capacity}")
-        for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done"):
+        for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action"):
+            if k not in state:  # checkpoints written before goal_action existed
+                continue
             arr = state[k]
             getattr(self, k)[: len(arr)] = arr
         self.pos, self.full = int(state["pos"]), bool(state["full"])
@@ -188,12 +200,28 @@ class TD3:
         feat = self.encoder(obs)
         q1, q2 = self.critic(feat, action)
         critic_loss = F.mse_loss(q1, y) + F.mse_loss(q2, y)
+        loss = critic_loss
+        bc = None
+        if c.bc_weight > 0 and batch.goal_action is not None:
+            ga = batch.goal_action.to(self.device)
+            known = ~torch.isnan(ga).any(1)
+            if known.any():
+                # hindsight goal regression (GCSL / TD3+BC style): the goal was rendered by the black
+                # box from known parameters, the reward-maximising absolute action; trains actor and encoder
+                bc = F.mse_loss(self.actor(feat[known], self._params(obs)[known]), ga[known])
+                loss = loss + c.bc_weight * bc
         self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.critic.parameters()) + list(self.encoder.parameters()), c.grad_clip)
         self.critic_opt.step()
+        if bc is not None:
+            torch.nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
+            self.actor_opt.step()
         self.n_updates += 1
         out = {"critic_loss": float(critic_loss.detach()), "q": float(q1.detach().mean())}
+        if bc is not None:
+            out["bc_loss"] = float(bc.detach())
         if self.n_updates % c.policy_delay == 0:
             f = feat.detach()
             p = self._params(obs)

@@ -11,7 +11,8 @@ the paper's setting), and ``updates_per_step`` TD3 updates follow. Every ``eval_
 deterministic policy is evaluated on a fixed held-out set; every ``checkpoint_every`` env steps
 (at an episode boundary) a checkpoint is written atomically with the networks, optimisers,
 replay buffer, step counters and every RNG state, so ``--resume`` continues the exact run.
-Metrics go to ``<out_dir>/log.csv``.
+Metrics go to ``<out_dir>/log.csv``; the policy of the evaluation with the best final-step PSNR so far
+is also written to ``<out_dir>/best_policy.pt`` (model selection on the held-out validation crops).
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class Args:
     """critic updates per actor update (paper: 2)"""
     action_l2: float = 0.0
     """HER-style penalty action_l2 * mean(a^2) in the actor loss (not in the paper; 0 = off)"""
+    bc_weight: float = 0.0
+    """hindsight goal regression (not in the paper; 0 = off): every Random-Target goal is an image the
+    black box rendered from known parameters ``a_g`` (exactly what hindsight relabelling of a reached
+    image gives), and with absolute-parameter actions ``a_g`` is the reward-maximising action from any
+    state. Adds ``bc_weight * mse(mu(s), a_g)`` to every update, through actor and encoder (GCSL /
+    TD3+BC style); the TD3 actor and critic losses are unchanged. Goals without known parameters
+    (expert goals) get no such term"""
     updates_per_step: float = 0.25
     """gradient updates per environment transition"""
     reward_scale: float = 0.1
@@ -92,6 +100,8 @@ class Args:
     """CNN base width (channels of the first conv; the dual path uses 2x)"""
     residual_actor: bool = False
     """parameterise the actor's output around the current parameters (not in the paper; see networks.Actor)"""
+    residual_scale: float = 0.5
+    """with ``residual_actor``: the largest change per step, ``mu = clip(P_t + residual_scale * tanh(.))``"""
     feature_dim: int = 50
     """width of the state trunk (Linear+LayerNorm+tanh) before the MLPs; small so that the 9 action
     inputs of the critic are not drowned (DrQ-v2 uses 50; with 256 our critic ignored the action)"""
@@ -127,13 +137,15 @@ class Args:
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
         return NetConfig(**ABLATIONS[self.ablation], width=self.width, hidden=self.hidden, layers=self.layers,
-                         feature_dim=self.feature_dim, max_steps=self.max_steps, residual_actor=self.residual_actor)
+                         feature_dim=self.feature_dim, max_steps=self.max_steps, residual_actor=self.residual_actor,
+                         residual_scale=self.residual_scale)
 
     @property
     def td3_config(self) -> TD3Config:
         return TD3Config(actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma, tau=self.tau,
                          target_noise=self.target_noise, target_noise_clip=self.target_noise_clip,
-                         policy_delay=self.policy_delay, action_l2=self.action_l2)
+                         policy_delay=self.policy_delay, action_l2=self.action_l2,
+                         bc_weight=self.bc_weight)
 
 
 def evaluate(policy: Any, eval_set: Any, steps: int = 10, batch: int = 16) -> dict[str, float]:
@@ -185,7 +197,7 @@ def train(args: Args) -> dict[str, Any]:
 
     log_path = out / "log.csv"
     fields = ["step", "episodes", "updates", "queries", "wall_s", "ep_psnr_init", "ep_psnr_final", "ep_psnr_best",
-              "ep_reward", "truncated_frac", "critic_loss", "q", "actor_loss", "eval_psnr_final", "eval_psnr_best", "eval_psnr_input"]
+              "ep_reward", "truncated_frac", "critic_loss", "q", "actor_loss", "bc_loss", "eval_psnr_final", "eval_psnr_best", "eval_psnr_input"]
     if not (args.resume and log_path.exists()):
         with log_path.open("w", newline="") as fh:
             csv.writer(fh).writerow(fields)
@@ -211,10 +223,11 @@ def train(args: Args) -> dict[str, Any]:
         bar = tqdm(total=args.total_steps, initial=step, desc=f"rlpixtuner[{args.ablation}]", file=sys.stderr)
     t_start = time.perf_counter() - wall
     last: dict[str, float] = {}
+    best_eval = -float("inf")
     next_eval = (step // args.eval_every + 1) * args.eval_every if args.eval_every else None
     next_ckpt = (step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else None
     while step < args.total_steps:
-        x, goal, _ = data.sample(data_rng, args.n_envs)
+        x, goal, goal_actions = data.sample(data_rng, args.n_envs)
         obs = env.reset(x, goal, generator=explore_gen)
         psnr0, ep_reward, n_trunc, ep_best = env.psnr.clone(), torch.zeros(args.n_envs), 0, env.psnr.clone()
         for t in range(args.max_steps):
@@ -227,7 +240,8 @@ def train(args: Args) -> dict[str, Any]:
             store = alive if args.store_truncated else alive & ~truncated
             if store.any():
                 terminal = (done | truncated)[store].float()
-                buffer.add(obs.index(store), action[store], reward[store], next_obs.index(store), terminal)
+                buffer.add(obs.index(store), action[store], reward[store], next_obs.index(store), terminal,
+                           goal_actions[store])
             n_trunc += int(truncated.sum())
             ep_reward += reward
             ep_best = torch.maximum(ep_best, torch.where(alive, env.psnr, ep_best))
@@ -249,11 +263,16 @@ def train(args: Args) -> dict[str, Any]:
                                "wall_s": round(wall, 2), "ep_psnr_init": float(psnr0.clamp_max(100).mean()),
                                "ep_psnr_final": float(env.psnr.clamp_max(100).mean()),
                                "ep_psnr_best": float(ep_best.clamp_max(100).mean()), "ep_reward": float(ep_reward.mean()),
-                               "truncated_frac": n_trunc / args.n_envs, **{k: last.get(k, "") for k in ("critic_loss", "q", "actor_loss")}}
+                               "truncated_frac": n_trunc / args.n_envs, **{k: last.get(k, "") for k in ("critic_loss", "q", "actor_loss", "bc_loss")}}
         finished = step >= args.total_steps or (args.max_minutes and wall > 60 * args.max_minutes)
         if (next_eval is not None and step >= next_eval) or finished:
             ev = evaluate(agent, eval_set, steps=args.max_steps)
             row.update({f"eval_{k}": v for k, v in ev.items()})
+            if ev["psnr_final"] > best_eval:  # model selection on the validation crops (not the notebooks' set)
+                best_eval = ev["psnr_final"]
+                atomic.torch_save({"policy": agent.policy_state(), "args": dataclasses.asdict(args),
+                                   "metrics": {"step": step, "updates": agent.n_updates, "wall_time_s": round(wall, 1),
+                                               **{f"eval_{k}": v for k, v in ev.items()}}}, out / "best_policy.pt")
             if next_eval is not None:
                 next_eval = (step // args.eval_every + 1) * args.eval_every
             if bar is not None:

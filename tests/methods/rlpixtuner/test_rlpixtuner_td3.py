@@ -82,3 +82,38 @@ def test_residual_actor_starts_from_current_parameters():
     env.reset(x, x, init_params=torch.full((2, 9), 0.3))
     obs = env._observe()
     assert torch.allclose(pol(obs), torch.full((2, 9), 0.3))  # zero output = keep the current parameters
+
+
+def test_hindsight_goal_regression_pulls_actor_to_goal_parameters():
+    """``bc_weight``: the actor (and encoder) regress on the goal's known parameters; off by default;
+    transitions without known goal parameters (NaN) get no such term; the buffer round-trips them."""
+    g = torch.Generator().manual_seed(1)
+    n = 24
+    x = torch.rand(n, 3, 32, 32, generator=g)
+    ga = (torch.rand(n, 9, generator=g) - 0.5) * 0.8
+    env = FinishingEnv(layout=CFG.layout)
+    obs = env.reset(x, finish(x, ga))
+    a = torch.rand(n, 9, generator=g) - 0.5
+    nxt, r, _, done = env.step(a)
+    buf = ReplayBuffer(64, CFG.layout.dim, seed=0)
+    buf.add(obs, a, r, nxt, done.float(), ga)
+    assert torch.equal(buf.sample(4).goal_action.isnan(), torch.zeros(4, 9, dtype=torch.bool))
+    other = ReplayBuffer(64, CFG.layout.dim, seed=0)
+    other.load_state_dict(buf.state_dict())
+    assert torch.equal(other.sample(6).goal_action, buf.sample(6).goal_action)
+
+    torch.manual_seed(0)
+    agent = TD3(CFG, TD3Config(bc_weight=10.0, actor_lr=1e-3))
+    first = agent.update(buf.sample(24))["bc_loss"]
+    for _ in range(150):
+        last = agent.update(buf.sample(24))["bc_loss"]
+    assert last < 0.5 * first
+    assert "bc_loss" not in TD3(CFG).update(buf.sample(8))  # default: off (the paper)
+    unknown = ReplayBuffer(64, CFG.layout.dim, seed=0)
+    unknown.add(obs, a, r, nxt, done.float())  # no goal parameters (e.g. expert goals)
+    if agent.n_updates % 2 == 1:  # the next update would also update the actor
+        agent.update(unknown.sample(8))
+    actor_before = [p.clone() for p in agent.actor.parameters()]
+    out = agent.update(unknown.sample(8))  # a critic-only step (policy delay 2): the actor must not move
+    assert "bc_loss" not in out and "actor_loss" not in out
+    assert all(torch.equal(p0, p) for p0, p in zip(actor_before, agent.actor.parameters()))

@@ -42,3 +42,14 @@ def test_cli_parses_dataclass_fields(tmp_path):
                  "--image-size", "24", "--width", "4", "--hidden", "16", "--layers", "1", "--eval-images", "1",
                  "--progress", "false"]) == 0
     assert (tmp_path / "cli" / "policy.pt").exists()
+
+
+def test_bc_weight_run_keeps_best_validation_policy(tmp_path):
+    """``--bc-weight`` trains end to end; ``best_policy.pt`` holds the evaluation with the best final PSNR."""
+    out = tmp_path / "bc"
+    train(Args(total_steps=160, out_dir=str(out), bc_weight=10.0, **{**TINY, "eval_every": 40}))
+    rows = [r for r in csv.DictReader((out / "log.csv").open()) if r["eval_psnr_final"] != ""]
+    assert len(rows) >= 2 and any(r["bc_loss"] != "" for r in csv.DictReader((out / "log.csv").open()))
+    best = torch.load(out / "best_policy.pt", map_location="cpu", weights_only=False)
+    assert abs(best["metrics"]["eval_psnr_final"] - max(float(r["eval_psnr_final"]) for r in rows)) < 1e-4
+    assert best["args"]["bc_weight"] == 10.0 and load_policy(out / "best_policy.pt").net_cfg.width == 4
