@@ -118,12 +118,17 @@ def sample_actions(
 
     ``greedy``: argmax (test time). Otherwise sample from softmax(logits), and with probability
     ``epsilon`` replace the sample by a uniformly random action (epsilon-greedy exploration, 0.05
-    in the authors' code). ``valid`` (A,) bool restricts the random actions (disabled modules).
+    in the authors' code). ``valid`` (A,) bool restricts the random actions (disabled modules);
+    a (B, A) bool ``valid`` restricts them per sample (e.g. :func:`reuse_mask`).
     """
     if greedy:
         return logits.argmax(-1)
     probs = F.softmax(logits.detach().float(), dim=-1)
-    actions = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    actions = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
+    if epsilon > 0 and valid is not None and valid.ndim == 2:  # per-sample allowed actions (mask_reuse)
+        explore = torch.rand(actions.shape, generator=generator) < epsilon
+        random_actions = torch.multinomial(valid.detach().cpu().float(), 1, generator=generator).squeeze(1)
+        return torch.where(explore, random_actions, actions).to(logits.device)
     if epsilon > 0:
         explore = torch.rand(actions.shape, generator=generator) < epsilon
         allowed = torch.arange(logits.shape[-1]) if valid is None else valid.cpu().nonzero(as_tuple=True)[0]
@@ -131,6 +136,27 @@ def sample_actions(
         actions = actions.cpu()
         actions = torch.where(explore, random_actions, actions)
     return actions.to(logits.device)
+
+
+def reuse_mask(used: torch.Tensor, n_actions: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, A) bool: the actions each sample may still pick when re-use is forbidden (``mask_reuse``).
+
+    ``used`` (B, N) bits of the modules already run; actions ``>= N`` (STOP) stay allowed; ``valid``
+    (A,) removes globally disabled actions. A row with nothing left keeps its ``valid`` actions
+    (never happens with T <= the number of allowed modules). The hard form of the paper's reuse
+    penalty ("constrains the policy network picking the same ISP module no more than once").
+
+    Example:
+        >>> reuse_mask(torch.tensor([[1., 0.]]), 2).tolist()
+        [[False, True]]
+    """
+    b, n = used.shape
+    allowed = torch.ones(b, n_actions, dtype=torch.bool, device=used.device)
+    allowed[:, :n] = ~used.bool()
+    base = torch.ones(n_actions, dtype=torch.bool, device=used.device) if valid is None else valid.to(used.device).bool()
+    allowed = allowed & base
+    empty = ~allowed.any(1, keepdim=True)
+    return torch.where(empty, base.expand(b, -1), allowed)
 
 
 def to_module_index(actions: torch.Tensor, n_modules: int, stopped: torch.Tensor | None = None) -> torch.Tensor:

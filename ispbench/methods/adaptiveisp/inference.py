@@ -81,6 +81,7 @@ def load_policy(path: str | Path | None = None, device: str = "cpu") -> PolicyNe
     policy = PolicyNet(
         config["module_names"], use_stop=config["use_stop"], param_heads=config["param_heads"],
         param_sizes=config["param_sizes"], disabled_modules=config.get("disabled_modules", ()),
+        mask_reuse=config.get("mask_reuse", False),
     )
     policy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     policy.metadata = payload.get("metadata", {"train_args": payload.get("args", {})})
@@ -98,7 +99,7 @@ def run_policy(
     epsilon: float = 0.0,
     generator: torch.Generator | None = None,
     return_stages: bool = False,
-    forbid_reuse: bool = False,
+    forbid_reuse: bool | None = None,
 ) -> PolicyRun:
     """Process linear images with the policy's per-image pipelines.
 
@@ -111,8 +112,10 @@ def run_policy(
         return_stages: keep every intermediate image (for figures).
         forbid_reuse: mask the modules this image already used (a hard version of the reuse
             penalty, which in the paper "constrains the policy network picking the same ISP module no
-            more than once"). Off by default: the policy is evaluated as trained.
+            more than once"). ``None`` (default): as the policy was trained (``policy.mask_reuse``).
     """
+    if forbid_reuse is None:
+        forbid_reuse = bool(getattr(policy, "mask_reuse", False))
     agent._check_images(linear_images, "linear_images")
     stages = T if stages is None else int(stages)
     if not 0 <= stages <= T:
@@ -157,7 +160,7 @@ def run_policy(
 
 
 def make_isp_fn(
-    policy: PolicyNet, T: int = 5, stages: int | None = None, forbid_reuse: bool = False
+    policy: PolicyNet, T: int = 5, stages: int | None = None, forbid_reuse: bool | None = None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``linear (B, 3, H, W) -> output (B, 3, H, W)`` for :func:`ispbench.tasks.detection.evaluate_isp`."""
 

@@ -87,6 +87,9 @@ class PolicyNet(nn.Module):
             ``"shared"`` (shared 4096-128 layer, own 128-n output layer per module).
         dropout: dropout before the first FC layer (0.5 in the paper).
         param_sizes: ``{name: n_params}``; default from :func:`ispbench.ops.n_params`.
+        mask_reuse: trained with already-used modules masked out of the softmax (``Args.mask_reuse``);
+            :func:`.inference.run_policy` then masks them too. Default ``False`` (the paper: a soft
+            reuse penalty in the reward).
         disabled_modules: modules the selector may never pick (logit -1e9), e.g. ``["denoise"]``
             on a CPU, where our NLM costs ~6 s per 256 px image forward + backward. The paper's
             Table 4 never selects Denoise (0% at every lambda_c).
@@ -104,8 +107,12 @@ class PolicyNet(nn.Module):
         dropout: float = 0.5,
         param_sizes: dict[str, int] | None = None,
         disabled_modules: Sequence[str] = (),
+        mask_reuse: bool = False,
     ) -> None:
         super().__init__()
+        #: forbid modules already used in this episode (masked out of the softmax); stored in the
+        #: config so that inference applies the same rule the policy was trained with.
+        self.mask_reuse = bool(mask_reuse)
         if module_names is None:
             module_names = list(_ops().MODULE_NAMES)
         if param_heads not in {"per_module", "shared"}:
@@ -166,7 +173,27 @@ class PolicyNet(nn.Module):
             "param_heads": self.param_heads,
             "param_sizes": self.param_sizes,
             "disabled_modules": self.disabled_modules,
+            "mask_reuse": self.mask_reuse,
         }
+
+    @torch.no_grad()
+    def init_head_biases(self, raw_values: dict[str, torch.Tensor]) -> list[str]:
+        """Set each listed module head's output bias to ``raw_values[name]`` (pre-squash, (n_params,)).
+
+        Used to warm-start the parameter heads (``Args.param_init="hpo"``: the HPO baseline's learned
+        raw values, so an untrained head outputs the HPO parameters). Returns the modules set.
+        """
+        done = []
+        for name, raw in raw_values.items():
+            if name not in self.heads:
+                continue
+            last = self.heads[name] if isinstance(self.heads[name], nn.Linear) else self.heads[name][-1]
+            raw = torch.as_tensor(raw, dtype=last.bias.dtype).reshape(-1)
+            if raw.numel() != last.bias.numel():
+                raise ValueError(f"init_head_biases: {name} needs {last.bias.numel()} values, got {raw.numel()}")
+            last.bias.copy_(raw)
+            done.append(name)
+        return done
 
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.selector(self.selector_features(state))

@@ -18,6 +18,12 @@ What one iteration does (authors' code, paper Sec. 3 and App. A.1/C):
 5. Put the outputs back into the pool; finished (T stages / STOP) or truncated samples are replaced
    by fresh images at stage 0.
 
+Our switchable options for short CPU runs (all off / paper behaviour by default; the shipped checkpoint's model
+card says which it used): ``--mask-reuse`` (already-used modules masked out of the softmax),
+``--param-init hpo`` (head biases = the HPO baseline's learned values), ``--param-warmup N`` (uniform module choice,
+no selector loss, for the first N iterations), ``--advantage-norm``, ``--param-objective reward`` (heads maximise
+the stage's own reward, not Q), ``--snapshot-every N`` (exported snapshots for validation-split selection).
+
 Adam for both nets (3e-5 in the paper; larger for short CPU runs), learning rate x0.1 per third of
 training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clipping. Checkpoints
 (nets, optimisers, pool, data order, RNG states, metrics) are written atomically to
@@ -65,7 +71,11 @@ class Args:
     threads: int = 0
     """torch CPU threads (0 = torch's default)"""
     data_root: str = ""
-    """root of the embedded detection data (empty = the package default)"""
+    """root of the embedded detection data (empty = the package default), or of a prepared real dataset
+    (with ``dataset``)"""
+    dataset: str = ""
+    """``""`` / ``embedded``: the embedded synthetic set; ``lod``, ``oneplus``, ``coco_raw``: that prepared real
+    dataset under ``data_root`` (its ``train`` split, COCO-80 labels: use a COCO detector)"""
     light: str = "low"
     """``low`` or ``normal``: which embedded train split"""
     n_train: int = 0
@@ -120,6 +130,28 @@ class Args:
     """... or rises above this"""
     pool_size: int = 128
     """replay pool of images at intermediate stages (128 in the authors' code)"""
+    mask_reuse: bool = False
+    """mask modules already used in the episode out of the selector's softmax (training, exploration and,
+    via the exported config, inference): the hard form of the paper's "used" channels + reuse penalty
+    (our option; off = the paper, which only penalises reuse in the reward)"""
+    param_init: str = "identity"
+    """start of the parameter heads' output bias: ``identity`` (each module's identity) or ``hpo`` (the HPO
+    baseline's learned raw values from ``param_init_weights``, for the modules in its pipeline; our option)"""
+    param_init_weights: str = ""
+    """HPO checkpoint for ``param_init=hpo`` (empty = ``ispbench/weights/hpo_embedded.pt``)"""
+    param_warmup: int = 0
+    """first this many iterations: modules chosen uniformly at random (among the allowed ones), selector loss
+    off, so every parameter head and the critic learn before the selector does (our option; 0 = off)"""
+    advantage_norm: bool = False
+    """normalise the selector's TD advantage over the batch (zero mean, unit std; our option). Without it the
+    advantage is in reward units (0-100 scale), which dwarfs the entropy term"""
+    param_objective: str = "q"
+    """what the parameter heads maximise: ``q`` (paper: ``Q = r + gamma V(s')``, gradient also through the critic's
+    ``V(s')``) or ``reward`` (our option: the stage's own reward ``r`` only, i.e. the detector-loss drop of this
+    stage, as HPO/attention optimise the loss directly; avoids following an untrained critic's gradient)"""
+    snapshot_every: int = 0
+    """also export the inference policy to ``out_dir/policy_it<N>.pt`` every this many iterations (0 = off),
+    for model selection on the validation split"""
     param_heads: str = "per_module"
     """``per_module`` (authors' code, 4096-128-n per module) or ``shared`` (one 4096-128 layer; 5x smaller)"""
     out_dir: str = ""
@@ -183,6 +215,15 @@ def build_detector(args: Args, nc_default: int):
     if args.detector_yaml:
         return FrozenDetector(None, model_yaml=args.detector_yaml, nc=args.detector_nc or nc_default, imgsz=args.imgsz, device=args.device)
     return FrozenDetector(args.detector_weights or None, imgsz=args.imgsz, device=args.device)
+
+
+def train_dataset(args) -> torch.utils.data.Dataset:
+    """The training split: embedded ``train`` of ``args.light`` images, or the real ``args.dataset``'s
+    ``train`` split under ``args.data_root`` (see :func:`.evaluation.load_eval_dataset`); first ``n_train`` items."""
+    from .evaluation import load_eval_dataset
+
+    name = getattr(args, "dataset", "") or "embedded"
+    return load_eval_dataset(args.data_root, name, "train", args.n_train, args.imgsz, light=args.light)
 
 
 def load_sample(dataset, index: int, imgsz: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,7 +319,7 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 # ----------------------------------------------------------------------------- training
 def train(args: Args) -> dict:
     """Run (or resume) training; returns a summary dict (also written to ``out_dir/summary.json``)."""
-    from ispbench.data.synthetic_detection import CLASS_NAMES, load_split
+    from ispbench.data.synthetic_detection import CLASS_NAMES
     from ispbench import ops
 
     if args.threads > 0:
@@ -288,15 +329,23 @@ def train(args: Args) -> dict:
     gen = seed_everything(args.seed)
     device = torch.device(args.device)
 
-    dataset = load_split("train", args.light, root=args.data_root or None)
-    if args.n_train:
-        dataset = torch.utils.data.Subset(dataset, list(range(min(args.n_train, len(dataset)))))
-    detector = build_detector(args, len(CLASS_NAMES))
+    dataset = train_dataset(args)
+    real = bool(args.dataset) and args.dataset != "embedded"
+    detector = build_detector(args, 80 if real else len(CLASS_NAMES))
 
     names = list(ops.MODULE_NAMES)
     n_modules = len(names)
     disabled = [m.strip() for m in args.disabled_modules.split(",") if m.strip()]
-    policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled).to(device)
+    policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled,
+                       mask_reuse=args.mask_reuse).to(device)
+    if args.param_init == "hpo":
+        from ispbench.methods.baselines.hpo import default_weights, load_baseline
+
+        hpo = load_baseline(args.param_init_weights or default_weights("hpo"))
+        set_ = policy.init_head_biases({k: v.detach().float() for k, v in hpo.raw.items()})
+        print(f"param_init=hpo: head biases of {set_} from the HPO baseline", file=sys.stderr)
+    elif args.param_init != "identity":
+        raise ValueError(f"param_init must be 'identity' or 'hpo', got {args.param_init!r}")
     n_valid = int(policy.action_mask.sum())
     value = ValueNet(n_modules).to(device)
     selector_params = list(policy.selector_features.parameters()) + list(policy.selector.parameters())
@@ -386,7 +435,16 @@ def train(args: Args) -> dict:
         # --- act
         logits, raw = policy(agent.policy_state(x, used, stage, args.T))
         params = policy.module_params(raw)
-        actions = agent.sample_actions(logits, epsilon=args.epsilon, generator=gen, valid=policy.action_mask)
+        valid = policy.action_mask
+        if args.mask_reuse:
+            valid = agent.reuse_mask(used, policy.n_actions, policy.action_mask)
+            logits = logits.masked_fill(~valid, -1e9)
+        warmup = it < args.param_warmup
+        if warmup:  # uniform over the allowed actions
+            uniform = valid.float().expand(args.batch_size, -1) if valid.ndim == 1 else valid.float()
+            actions = torch.multinomial(uniform.cpu(), 1, generator=gen).squeeze(1).to(device)
+        else:
+            actions = agent.sample_actions(logits, epsilon=args.epsilon, generator=gen, valid=valid)
         stop_now = actions >= n_modules
         midx = agent.to_module_index(actions, n_modules)
         x_raw = agent.apply_modules(x, midx, params, names, clamp=False)  # may exceed 1 (over-exposure)
@@ -415,11 +473,20 @@ def train(args: Args) -> dict:
         q = reward + args.gamma * mask * v_next
         v = value(agent.value_state(x.detach(), used, stage, args.T))
         advantage = (q - v).detach()
+        if args.advantage_norm:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
         critic_loss = F.mse_loss(v, q.detach())
         logp = F.log_softmax(logits, -1).gather(1, actions.view(-1, 1)).squeeze(1)
         ent_pen = agent.entropy_penalty(logits, progress, args.entropy_coef, n_valid)
         selector_loss = -(advantage * logp).mean() + ent_pen.mean()
-        param_loss = -q.mean()
+        if warmup:
+            selector_loss = selector_loss * 0.0
+        if args.param_objective == "q":
+            param_loss = -q.mean()
+        elif args.param_objective == "reward":
+            param_loss = -reward.mean()
+        else:
+            raise ValueError(f"param_objective must be 'q' or 'reward', got {args.param_objective!r}")
 
         policy_opt.zero_grad(set_to_none=True)
         value_opt.zero_grad(set_to_none=True)
@@ -472,6 +539,10 @@ def train(args: Args) -> dict:
             bar.update(1)
         if (it + 1) % args.checkpoint_every == 0 or it + 1 in (args.iterations, end):
             save(it + 1, elapsed_before + time.perf_counter() - t0)
+        if args.snapshot_every and (it + 1) % args.snapshot_every == 0:
+            export_policy(policy, out_dir / f"policy_it{it + 1}.pt", metadata={
+                "train_args": asdict(args), "iterations": it + 1,
+                "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)})
     if bar is not None:
         bar.close()
 

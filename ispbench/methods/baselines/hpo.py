@@ -106,7 +106,11 @@ class BaselineArgs:
     threads: int = 0
     """torch CPU threads (0 = torch's default)"""
     data_root: str = ""
-    """root of the embedded detection data (empty = the package default)"""
+    """root of the embedded detection data (empty = the package default), or of a prepared real dataset
+    (with ``dataset``)"""
+    dataset: str = ""
+    """``""`` / ``embedded``: the embedded synthetic set; ``lod``, ``oneplus``, ``coco_raw``: that prepared real
+    dataset under ``data_root`` (its ``train`` split, COCO-80 labels: use a COCO detector)"""
     light: str = "low"
     """``low`` or ``normal``: which embedded train split"""
     n_train: int = 0
@@ -213,19 +217,20 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def train_baseline(args: BaselineArgs) -> dict:
     """Optimise the baseline through the frozen detector (mean per-image detector loss)."""
-    from ispbench.data.synthetic_detection import CLASS_NAMES, load_split
-    from ispbench.methods.adaptiveisp.train import Args as _A, build_detector, learning_rate, load_sample, make_targets
+    from ispbench.data.synthetic_detection import CLASS_NAMES
+    from ispbench.methods.adaptiveisp.train import Args as _A, build_detector, learning_rate, load_sample, make_targets, train_dataset
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir or f"runs/{args.method}/seed{args.seed}")
     out_dir.mkdir(parents=True, exist_ok=True)
     gen = seed_everything(args.seed)
-    dataset = load_split("train", args.light, root=args.data_root or None)
-    n = min(args.n_train, len(dataset)) if args.n_train else len(dataset)
+    dataset = train_dataset(args)
+    n = len(dataset)
     det_args = _A(detector_weights=args.detector_weights, detector_yaml=args.detector_yaml,
                   detector_nc=args.detector_nc, imgsz=args.imgsz, device=args.device)
-    detector = build_detector(det_args, len(CLASS_NAMES))
+    real = bool(args.dataset) and args.dataset != "embedded"
+    detector = build_detector(det_args, 80 if real else len(CLASS_NAMES))
     pipeline = [p.strip() for p in args.pipeline.split(",") if p.strip()]
     model = build_model(args.method, pipeline).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)

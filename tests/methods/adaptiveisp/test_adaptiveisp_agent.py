@@ -104,3 +104,17 @@ def test_states_hold_used_stage_and_stats():
     assert torch.allclose(v[0, 14:, 0, 0], torch.tensor([0.25, 0.0, 0.0]), atol=1e-5)  # lum, contrast, sat
     with pytest.raises(ValueError, match="used must be"):
         agent.policy_state(x, torch.zeros(3, 10), torch.tensor([0, 0]), 5)
+
+
+def test_reuse_mask_and_per_sample_valid_exploration():
+    used = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    valid = torch.tensor([True, True, False, True])  # module 2 disabled, action 3 = STOP
+    m = agent.reuse_mask(used, 4, valid)
+    assert m.tolist() == [[False, True, False, True], [False, False, False, True]]
+    # a row with nothing left keeps the globally valid actions
+    assert agent.reuse_mask(torch.ones(1, 2), 2).tolist() == [[True, True]]
+    g = torch.Generator().manual_seed(0)
+    logits = torch.zeros(400, 3)
+    per_row = torch.tensor([[False, True, False]]).expand(400, -1)
+    a = agent.sample_actions(logits.masked_fill(~per_row, -1e9), epsilon=1.0, generator=g, valid=per_row)
+    assert (a == 1).all()  # exploration also respects the per-sample mask

@@ -79,3 +79,19 @@ def test_forbid_reuse_never_repeats_a_module():
     for p in masked.pipelines:
         names = [s["module"] for s in p]
         assert names[0] == "gamma" and len(set(names)) == 5
+
+
+def test_mask_reuse_policy_masks_by_default_and_survives_export(tmp_path):
+    from ispbench.methods.adaptiveisp.train import export_policy
+
+    torch.manual_seed(0)
+    policy = PolicyNet(param_heads="shared", mask_reuse=True)
+    with torch.no_grad():
+        policy.selector[-1].bias.fill_(0.0)
+        policy.selector[-1].bias[3] = 100.0
+    loaded = load_policy(export_policy(policy, tmp_path / "p.pt"))
+    assert loaded.mask_reuse
+    x = torch.rand(2, 3, 32, 32) * 0.2
+    for p in run_policy(loaded, x).pipelines:  # default: as trained (masked)
+        assert len({s["module"] for s in p}) == 5
+    assert all([s["module"] for s in p] == ["gamma"] * 5 for p in run_policy(loaded, x, forbid_reuse=False).pipelines)

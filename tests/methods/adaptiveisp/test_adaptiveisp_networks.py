@@ -61,3 +61,18 @@ def test_disabled_modules_get_no_probability():
     assert policy.config()["disabled_modules"] == ["denoise"]
     with pytest.raises(ValueError, match="not in the pool"):
         PolicyNet(disabled_modules=["nope"])
+
+
+def test_init_head_biases_sets_the_squashed_parameters():
+    from ispbench import ops
+
+    torch.manual_seed(0)
+    policy = PolicyNet(param_heads="shared", disabled_modules=["denoise"], mask_reuse=True).eval()
+    assert policy.config()["mask_reuse"] is True
+    done = policy.init_head_biases({"gamma": torch.tensor([0.5]), "not_a_module": torch.zeros(1)})
+    assert done == ["gamma"]
+    _, raw = policy(torch.rand(2, policy.in_channels, 64, 64))
+    gamma = policy.module_params(raw)["gamma"]
+    assert torch.allclose(gamma, ops.squash("gamma", torch.full((2, 1), 0.5)), atol=1e-2)
+    with pytest.raises(ValueError, match="gamma needs 1"):
+        policy.init_head_biases({"gamma": torch.zeros(3)})

@@ -47,3 +47,16 @@ def test_train_resume_equals_uninterrupted_and_same_seed(tmp_path, tiny_data):
         assert torch.equal(v, resumed["value"].state_dict()[k]), k
     key = lambda r: {k: v for k, v in r.items() if k != "elapsed_s"}  # noqa: E731
     assert [key(r) for r in full["metrics"]] == [key(r) for r in resumed["metrics"]]
+
+
+def test_train_options_mask_reuse_hpo_init_warmup(tmp_path, tiny_data):
+    from ispbench.methods.adaptiveisp.inference import load_policy
+
+    out = train(_args(tmp_path / "opts", iterations=2, use_stop=False, lambda_c=0.0, mask_reuse=True, param_init="hpo",
+                      param_warmup=1, advantage_norm=True, snapshot_every=2))
+    rows = out["metrics"]
+    assert len(rows) == 2 and rows[0]["pen_reuse"] == 0.0 and rows[1]["pen_reuse"] == 0.0
+    snap = load_policy(tmp_path / "opts" / "policy_it2.pt")
+    assert snap.mask_reuse and snap.metadata["iterations"] == 2
+    with pytest.raises(ValueError, match="param_init"):
+        train(_args(tmp_path / "bad", iterations=1, param_init="nope"))
