@@ -71,7 +71,7 @@ def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu"
 
     path = Path(detector_weights) if detector_weights else DEFAULT_WEIGHTS
     if path.is_file():
-        return Loaded(FrozenDetector(path, imgsz=imgsz, device=device), "shipped", f"detector {path.name}")
+        return Loaded(FrozenDetector(path, imgsz=imgsz, device=device), "shipped", path.name)
     if not allow_random:
         return Loaded(FrozenDetector(path if detector_weights else None, imgsz=imgsz, device=device), "shipped", "")
     torch.manual_seed(0)
