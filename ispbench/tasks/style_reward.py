@@ -57,6 +57,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, image: Tensor) -> list[Tensor]:
+        """``(B, 3, H, W)`` in [0, 1] -> the four feature maps, shallow to deep."""
         x = (image - self.mean) / self.std
         features = []
         for index, layer in enumerate(self.trunk):
