@@ -23,9 +23,13 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: ispbench COMMAND [SUBCOMMAND] [ARGS...]", "", "commands:"]
+def _usage(only: str | None = None) -> str:
+    """The command list (of one command group, e.g. ``train``, when ``only`` is given)."""
+    head = f"usage: ispbench {only} SUBCOMMAND [ARGS...]" if only else "usage: ispbench COMMAND [SUBCOMMAND] [ARGS...]"
+    lines = [head, "", "commands:"]
     for (command, sub), (_, help_text) in COMMANDS.items():
+        if only and command != only:
+            continue
         name = f"{command} {sub}" if sub else command
         lines.append(f"  {name:<22} {help_text}")
     lines.append("")
@@ -44,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     command, rest = argv[0], argv[1:]
+    subs_of_command = [sub for c, sub in COMMANDS if c == command and sub]
+    if subs_of_command and (not rest or rest[0] in {"-h", "--help"}):
+        print(_usage(command))
+        return 0 if rest else 2
     key: tuple[str, str | None] | None = None
     if (command, None) in COMMANDS:
         key = (command, None)

@@ -407,7 +407,7 @@ def generate(
     Returns:
         The dataset folder ``root/<version hash>``.
     """
-    from ispbench.methods.baselines.static_isp import default_isp  # noqa: PLC0415
+    from ispbench.data.default_isp import default_isp  # noqa: PLC0415
 
     cfg = cfg or GeneratorConfig()
     out = dataset_dir(cfg, root)

@@ -18,9 +18,11 @@ from ispbench.ops.modules import (
     apply,
     clamp_params,
     identity_params,
+    identity_raw,
     n_params,
     param_ranges,
     squash,
+    unsquash,
 )
 
 __all__ = [
@@ -39,9 +41,11 @@ __all__ = [
     "clamp_params",
     "hsv_to_rgb",
     "identity_params",
+    "identity_raw",
     "luminance",
     "n_params",
     "param_ranges",
     "rgb_to_hsv",
     "squash",
+    "unsquash",
 ]

@@ -222,6 +222,41 @@ def identity_params(
     return torch.full((batch, n), value, dtype=dtype, device=device)
 
 
+def unsquash(name: str, params: Tensor, limit: float = 0.95, variant: str = "paper") -> Tensor:
+    """Inverse of :func:`squash`: raw values ``(B, n)`` whose squash is ``params`` ``(B, n)``.
+
+    ``tanh`` is limited to ``+-limit`` so that a value at a range end (desaturation 0, say) maps to a
+    finite raw value; its squash is then slightly inside the range (0.025 for desaturation 0).
+
+    Example:
+        >>> unsquash("exposure", torch.zeros(1, 1))
+        tensor([[0.]])
+    """
+    _check_name(name)
+    _check_variant(variant)
+    if params.ndim != 2 or params.shape[1] != _N_PARAMS[name]:
+        raise ValueError(f"params for {name!r} must have shape (B, {_N_PARAMS[name]}), got {tuple(params.shape)}")
+    if name == "gamma":
+        t = torch.log(params) / math.log(3.0)
+    elif name == "white_balance" and variant == "code":
+        t = 2.0 * torch.log(params)
+    else:
+        low, high = _bounds(name, variant, params)
+        t = 2 * (params - low) / (high - low) - 1
+    return torch.atanh(t.clamp(-limit, limit))
+
+
+def identity_raw(name: str, n: int, limit: float = 0.95) -> Tensor:
+    """Raw values ``(n,)`` whose :func:`squash` is (close to) module ``name``'s identity.
+
+    Used to start parameter heads and fixed pipelines at "do nothing". Falls back to zeros for a
+    name outside the pool (toy pools in tests).
+    """
+    if name not in _N_PARAMS:
+        return torch.zeros(n)
+    ident = identity_params(name, 1).double()
+    return unsquash(name, ident, limit).float()[0]
+
 def _prepare(name: str, image: Tensor, params: Tensor, variant: str) -> Tensor:
     _check_name(name)
     _check_variant(variant)

@@ -219,7 +219,7 @@ def model_card(r: dict[str, Any]) -> str:
 
 A small ultralytics YOLO ({r['model']}, nc={r['nc']}: {', '.join(r['class_names'])}) trained from
 scratch on the **normal-light** sRGB renders of the embedded detection dataset (each rendered by
-the static default ISP, `ispbench.methods.baselines.static_isp.default_isp`). It is the frozen
+the static default ISP, `ispbench.data.default_isp.default_isp`). It is the frozen
 detector whose mAP rewards the ISP policies in the `embedded` profile (AdaptiveISP uses a frozen
 YOLO the same way). Load it offline with `ultralytics.YOLO(path)` after
 `ispbench.offline.configure_ultralytics()`.

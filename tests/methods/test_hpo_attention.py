@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ispbench import ops
-from ispbench.methods.baselines.attention import AttentionISP
-from ispbench.methods.baselines.hpo import (
+from ispbench.detection_baselines.attention import AttentionISP
+from ispbench.detection_baselines.hpo import (
     FIXED_PIPELINE,
     BaselineArgs,
     HPOISP,
@@ -84,7 +84,7 @@ def test_one_training_step_changes_parameters_and_round_trips(tmp_path, tiny, me
                                 "--no-progress-bar", "--export", str(tmp_path / "w.pt")], method)
     assert isinstance(args, BaselineArgs) and args.method == method
     torch.manual_seed(0)
-    from ispbench.methods.baselines.hpo import build_model
+    from ispbench.detection_baselines.hpo import build_model
 
     fresh = build_model(method, FAST)
     out = train_baseline(args)

@@ -163,7 +163,7 @@ class PolicyNet(nn.Module):
             last = head if isinstance(head, nn.Linear) else head[-1]
             nn.init.normal_(last.weight, std=1e-3)
             with torch.no_grad():
-                last.bias.copy_(identity_raw(name, self.param_sizes[name]))
+                last.bias.copy_(_ops().identity_raw(name, self.param_sizes[name]))
 
     def config(self) -> dict:
         """Constructor arguments, stored with checkpoints so :func:`load_policy` can rebuild the net."""
@@ -222,28 +222,6 @@ class ValueNet(nn.Module):
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         """(B, 3+N+4, 64, 64) -> (B,)."""
         return self.head(self.features(state)).squeeze(1)
-
-
-def identity_raw(name: str, n: int, limit: float = 0.95) -> torch.Tensor:
-    """Pre-squash values (n,) whose :func:`ispbench.ops.squash` is (close to) the module's identity.
-
-    Inverts ``squash`` (gamma: ``exp(tanh(raw) ln 3)``; others ``low + (high - low)(tanh + 1)/2``),
-    with ``tanh`` limited to ``+-limit`` (identities at a range end, e.g. desaturation 0, become
-    0.025). Falls back to zeros for a module :mod:`ispbench.ops` does not know.
-    """
-    try:
-        ops = _ops()
-        ident = ops.identity_params(name, 1)[0].double()
-        ranges = ops.param_ranges(name)
-    except (ImportError, AttributeError, ValueError):
-        return torch.zeros(n)
-    if name == "gamma":
-        t = torch.log(ident) / math.log(3.0)
-    else:
-        low = torch.tensor([r[0] for r in ranges], dtype=torch.float64)
-        high = torch.tensor([r[1] for r in ranges], dtype=torch.float64)
-        t = 2 * (ident - low) / (high - low) - 1
-    return torch.atanh(t.clamp(-limit, limit)).float()
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:

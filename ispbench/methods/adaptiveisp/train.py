@@ -219,8 +219,8 @@ def build_detector(args: Args, nc_default: int):
 
 def train_dataset(args) -> torch.utils.data.Dataset:
     """The training split: embedded ``train`` of ``args.light`` images, or the real ``args.dataset``'s
-    ``train`` split under ``args.data_root`` (see :func:`.evaluation.load_eval_dataset`); first ``n_train`` items."""
-    from .evaluation import load_eval_dataset
+    ``train`` split under ``args.data_root`` (see :func:`ispbench.chapters.adaptiveisp.load_eval_dataset`); first ``n_train`` items."""
+    from ispbench.chapters.adaptiveisp import load_eval_dataset
 
     name = getattr(args, "dataset", "") or "embedded"
     return load_eval_dataset(args.data_root, name, "train", args.n_train, args.imgsz, light=args.light)
@@ -339,7 +339,7 @@ def train(args: Args) -> dict:
     policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled,
                        mask_reuse=args.mask_reuse).to(device)
     if args.param_init == "hpo":
-        from ispbench.methods.baselines.hpo import default_weights, load_baseline
+        from ispbench.detection_baselines.hpo import default_weights, load_baseline
 
         hpo = load_baseline(args.param_init_weights or default_weights("hpo"))
         set_ = policy.init_head_biases({k: v.detach().float() for k, v in hpo.raw.items()})

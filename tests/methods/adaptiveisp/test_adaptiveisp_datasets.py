@@ -10,7 +10,7 @@ from ispbench.data.common import (
     FORMAT_VERSION, IMAGE_FORMAT, DatasetMissingError, collate_detection, write_labels, write_manifest,
     write_png16, write_split,
 )
-from ispbench.methods.adaptiveisp import evaluation as ev
+from ispbench.chapters import adaptiveisp as ev
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ispbench.methods.adaptiveisp import evaluation as ev
+from ispbench.chapters import adaptiveisp as ev
 
 
 def test_names_and_paths():

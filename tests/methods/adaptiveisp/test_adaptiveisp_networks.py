@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ispbench import ops
-from ispbench.methods.adaptiveisp.networks import FeatureExtractor, PolicyNet, ValueNet, identity_raw
+from ispbench.methods.adaptiveisp.networks import FeatureExtractor, PolicyNet, ValueNet
+from ispbench.ops import identity_raw
 
 
 def test_feature_extractor_shape_and_refusal():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ispbench.data.common import DatasetMissingError
-from ispbench.methods.rlpixtuner.evaluation import load_eval_pairs
+from ispbench.chapters.rlpixtuner import load_eval_pairs
 
 H, W = 32, 48
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from ispbench.methods.finishing_baselines.proxy import CascadedProxy
-from ispbench.methods.rlpixtuner.evaluation import run_methods, time_methods
+from ispbench.finishing_baselines.proxy import CascadedProxy
+from ispbench.chapters.rlpixtuner import run_methods, time_methods
 from ispbench.methods.rlpixtuner.networks import NetConfig
 from ispbench.methods.rlpixtuner.td3 import Policy
 from ispbench.ops.finishing import finish

@@ -12,11 +12,11 @@ re-implementation, small enough for a CPU:
 * per stage a 128-64-n_params MLP head, :func:`ispbench.ops.squash` into range, bias set so
   every stage starts at its identity.
 
-Trained exactly like :mod:`ispbench.methods.baselines.hpo` (same pipeline, data, frozen detector,
+Trained exactly like :mod:`ispbench.detection_baselines.hpo` (same pipeline, data, frozen detector,
 loss); only the parameter model differs. This is a simplified re-implementation from the paper's
 description, not the authors' code.
 
-    python -m ispbench.methods.baselines.attention --iterations 300 --lr 1e-3 --export ispbench/weights/attention_embedded.pt
+    python -m ispbench.detection_baselines.attention --iterations 300 --lr 1e-3 --export ispbench/weights/attention_embedded.pt
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ispbench.methods.baselines.hpo import FIXED_PIPELINE, parse_baseline_args, render_pipeline, train_baseline
+from ispbench.detection_baselines.hpo import FIXED_PIPELINE, parse_baseline_args, render_pipeline, train_baseline
 
 
 class AttentionISP(nn.Module):
@@ -40,7 +40,7 @@ class AttentionISP(nn.Module):
     def __init__(self, pipeline: Sequence[str] = FIXED_PIPELINE, width: int = 128, heads: int = 4) -> None:
         super().__init__()
         from ispbench import ops
-        from ispbench.methods.adaptiveisp.networks import identity_raw
+        from ispbench.ops import identity_raw
 
         self.pipeline = list(pipeline)
         self.width = width
@@ -90,7 +90,7 @@ class AttentionISP(nn.Module):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ispbench.methods.baselines.attention [--field value ...]``."""
+    """``python -m ispbench.detection_baselines.attention [--field value ...]``."""
     result = train_baseline(parse_baseline_args(argv, "attention"))
     print(json.dumps(result["summary"]["last_metrics"]))
     return 0

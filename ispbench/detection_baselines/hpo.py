@@ -9,13 +9,13 @@ optimised with Adam by back-propagating the frozen detector's loss through the p
 Fixed pipeline (:data:`FIXED_PIPELINE`, all ten modules of the pool in a conventional ISP order,
 Fig. 9 RGB domain): exposure -> white_balance -> ccm -> denoise -> sharpen_blur -> gamma -> tone
 -> contrast -> saturation -> desaturation. Parameters start at each module's identity
-(:func:`ispbench.methods.adaptiveisp.networks.identity_raw`) and are kept in range with
+(:func:`ispbench.ops.identity_raw`) and are kept in range with
 :func:`ispbench.ops.squash`. ``--pipeline`` selects a different order or subset.
 
-This file also holds the trainer shared with :mod:`ispbench.methods.baselines.attention`
+This file also holds the trainer shared with :mod:`ispbench.detection_baselines.attention`
 (same data, detector, loss and checkpointing; only the parameter model differs).
 
-    python -m ispbench.methods.baselines.hpo --iterations 300 --lr 0.05 --export ispbench/weights/hpo_embedded.pt
+    python -m ispbench.detection_baselines.hpo --iterations 300 --lr 0.05 --export ispbench/weights/hpo_embedded.pt
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class HPOISP(nn.Module):
 
     def __init__(self, pipeline: Sequence[str] = FIXED_PIPELINE) -> None:
         super().__init__()
-        from ispbench.methods.adaptiveisp.networks import identity_raw
+        from ispbench.ops import identity_raw
 
         ops = _ops()
         self.pipeline = list(pipeline)
@@ -151,7 +151,7 @@ class BaselineArgs:
 
 def parse_baseline_args(argv: list[str] | None, method: str) -> BaselineArgs:
     """Command line -> :class:`BaselineArgs` with ``method`` as the default method."""
-    parser = argparse.ArgumentParser(prog=f"python -m ispbench.methods.baselines.{method}")
+    parser = argparse.ArgumentParser(prog=f"python -m ispbench.detection_baselines.{method}")
     for f in dataclasses.fields(BaselineArgs):
         flag = "--" + f.name.replace("_", "-")
         default = method if f.name == "method" else f.default
@@ -164,11 +164,11 @@ def parse_baseline_args(argv: list[str] | None, method: str) -> BaselineArgs:
 
 
 def build_model(method: str, pipeline: Sequence[str], **kwargs) -> nn.Module:
-    """``hpo`` -> :class:`HPOISP`, ``attention`` -> :class:`~ispbench.methods.baselines.attention.AttentionISP`."""
+    """``hpo`` -> :class:`HPOISP`, ``attention`` -> :class:`~ispbench.detection_baselines.attention.AttentionISP`."""
     if method == "hpo":
         return HPOISP(pipeline)
     if method == "attention":
-        from ispbench.methods.baselines.attention import AttentionISP
+        from ispbench.detection_baselines.attention import AttentionISP
 
         return AttentionISP(pipeline, **kwargs)
     raise ValueError(f"method must be 'hpo' or 'attention', got {method!r}")
@@ -180,7 +180,7 @@ def load_baseline(path: str | Path, device: str = "cpu") -> nn.Module:
     if not path.exists():
         raise FileNotFoundError(
             f"baseline weights {path} not found; train them with "
-            f"`python -m ispbench.methods.baselines.hpo --method <hpo|attention> --export {path}`"
+            f"`python -m ispbench.detection_baselines.hpo --method <hpo|attention> --export {path}`"
         )
     payload = torch.load(path, map_location="cpu", weights_only=False)
     config = payload["config"]
@@ -306,7 +306,7 @@ def train_baseline(args: BaselineArgs) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ispbench.methods.baselines.hpo [--field value ...]``."""
+    """``python -m ispbench.detection_baselines.hpo [--field value ...]``."""
     result = train_baseline(parse_baseline_args(argv, "hpo"))
     print(json.dumps(result["summary"]["last_metrics"]))
     return 0

@@ -171,9 +171,9 @@ def adaptiveisp_policy(
 ) -> Loaded:
     """An AdaptiveISP policy: ``checkpoint``, else the shipped one for (lambda_c, reuse_penalty);
     ``retrain`` trains one now with :mod:`.train` (``train_overrides`` -> :class:`.train.Args`)."""
-    from .inference import load_policy
-    from .networks import PolicyNet
-    from .train import Args, train
+    from ispbench.methods.adaptiveisp.inference import load_policy
+    from ispbench.methods.adaptiveisp.networks import PolicyNet
+    from ispbench.methods.adaptiveisp.train import Args, train
 
     if retrain:
         overrides = dict(train_overrides or {})
@@ -210,7 +210,7 @@ def baseline_model(
     device: str = "cpu",
 ) -> Loaded:
     """HPO or attention-aware baseline: shipped ``<method>_embedded.pt``, or retrained, or (smoke) untrained."""
-    from ispbench.methods.baselines.hpo import BaselineArgs, build_model, default_weights, load_baseline, train_baseline
+    from ispbench.detection_baselines.hpo import BaselineArgs, build_model, default_weights, load_baseline, train_baseline
 
     if retrain:
         overrides = dict(train_overrides or {})
@@ -224,7 +224,7 @@ def baseline_model(
     if path.is_file():
         return Loaded(load_baseline(path, device), "shipped", f"checkpoint {path.name}")
     if allow_untrained:
-        from ispbench.methods.baselines.hpo import FIXED_PIPELINE
+        from ispbench.detection_baselines.hpo import FIXED_PIPELINE
 
         torch.manual_seed(0)
         pipe = [m for m in FIXED_PIPELINE if m != "denoise"]
@@ -257,7 +257,7 @@ def evaluate_policy(policy, dataset, detector, *, T: int = 5, stages: int | None
     """
     from ispbench.tasks.detection import evaluate_isp
 
-    from .inference import run_policy
+    from ispbench.methods.adaptiveisp.inference import run_policy
 
     runs = []
 
@@ -277,7 +277,7 @@ def evaluate_policy(policy, dataset, detector, *, T: int = 5, stages: int | None
 
 def frequency_rows(pipelines: list[list[dict]], module_names, **extra: Any) -> list[dict]:
     """Per module, % of images whose pipeline uses it (counting repeats, so > 100% is possible, as in Table 8)."""
-    from .inference import module_frequencies
+    from ispbench.methods.adaptiveisp.inference import module_frequencies
 
     freqs = module_frequencies(pipelines, list(module_names))
     return [{"method": "AdaptiveISP", "metric": "frequency", "value": round(100 * f, 2),
@@ -301,7 +301,7 @@ def timed_isp(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable[[tor
 
 def overrides_from(profile_args: dict) -> dict:
     """Keep only keys that are fields of :class:`.train.Args` (for notebook parameter dicts)."""
-    from .train import Args
+    from ispbench.methods.adaptiveisp.train import Args
 
     names = {f.name for f in dataclasses.fields(Args)}
     return {k: v for k, v in profile_args.items() if k in names}

@@ -72,8 +72,8 @@ def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | N
         ``time`` = mean seconds per image on this machine, ``queries`` = mean pipeline queries per
         image); per-image rows ``method, index, PSNR, SSIM``.
     """
-    from ispbench.methods.finishing_baselines.proxy import proxy_search
-    from ispbench.methods.finishing_baselines.search import cmaes_search, greedy_search
+    from ispbench.finishing_baselines.proxy import proxy_search
+    from ispbench.finishing_baselines.search import cmaes_search, greedy_search
 
     rows: list[dict[str, Any]] = []
     per: list[dict[str, Any]] = []
@@ -127,7 +127,7 @@ def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | N
 
 def load_proxies(retrain: bool = False, iterations: int = 600) -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
     """The two proxies (shipped/cached, or trained now when missing or ``retrain``)."""
-    from ispbench.methods.finishing_baselines.proxy import ProxyTrainConfig, get_proxy
+    from ispbench.finishing_baselines.proxy import ProxyTrainConfig, get_proxy
 
     out, info = {}, {}
     for kind, name in (("monolithic", "Monolithic Proxy"), ("cascaded", "Cascaded Proxy")):
@@ -155,8 +155,8 @@ def time_methods(resolutions: dict[str, tuple[int, int]], *, policy: Policy | No
     ``steps``.
     """
     from ispbench.data.photos import full_resolution
-    from ispbench.methods.finishing_baselines.proxy import proxy_search
-    from ispbench.methods.finishing_baselines.search import cmaes_search
+    from ispbench.finishing_baselines.proxy import proxy_search
+    from ispbench.finishing_baselines.search import cmaes_search
     from ispbench.ops.finishing import finish
 
     g = torch.Generator().manual_seed(0)

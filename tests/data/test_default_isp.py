@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ispbench.methods.baselines.static_isp import DAYLIGHT_WB, default_isp, srgb_gamma
+from ispbench.data.default_isp import DAYLIGHT_WB, default_isp, srgb_gamma
 
 
 def test_shape_range_and_determinism():

@@ -6,8 +6,8 @@
   monolithic (one UNet) and cascaded (one small proxy per module).
 """
 
-from ispbench.methods.finishing_baselines.proxy import CascadedProxy, MonolithicProxy, get_proxy, proxy_search
-from ispbench.methods.finishing_baselines.search import SearchResult, cmaes_search, greedy_search, search_batch
+from ispbench.finishing_baselines.proxy import CascadedProxy, MonolithicProxy, get_proxy, proxy_search
+from ispbench.finishing_baselines.search import SearchResult, cmaes_search, greedy_search, search_batch
 
 __all__ = ["cmaes_search", "greedy_search", "search_batch", "SearchResult", "MonolithicProxy", "CascadedProxy",
            "get_proxy", "proxy_search"]

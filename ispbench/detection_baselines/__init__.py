@@ -1,0 +1,1 @@
+"""Baselines of the detection task: fixed-pipeline ISPs tuned for a frozen detector (HPO, attention-aware)."""
