@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from ispbench.data.detection_sets import check_detector_classes, embedded_split, load_detection_split
 from ispbench.paths import WEIGHTS_DIR, cache_dir
 
 #: Our method keys -> the paper's method names (Table 1 rows); "Default ISP" is our extra row.
@@ -77,82 +78,6 @@ def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu"
     torch.manual_seed(0)
     det = FrozenDetector(model_yaml="yolov8n.yaml", nc=len(CLASS_NAMES), imgsz=imgsz, device=device, names=list(CLASS_NAMES))
     return Loaded(det, "untrained", f"RANDOM-INIT YOLOv8n: {path} is missing (smoke profile); mAP numbers are meaningless")
-
-
-def eval_dataset(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0):
-    """The embedded split, optionally only its first ``n_images`` items."""
-    from ispbench.data.synthetic_detection import load_split
-
-    ds = load_split(split, light, root=data_root or None)
-    if n_images and n_images < len(ds):
-        ds = torch.utils.data.Subset(ds, list(range(n_images)))
-    return ds
-
-
-#: Real detection datasets the notebooks can evaluate on (``ispbench data prepare NAME``).
-REAL_DETECTION_DATASETS = ("lod", "oneplus", "coco_raw")
-#: Embedded split name -> the prepared real split the paper evaluates on (LOD "All", all OnePlus
-#: images, COCO val2017); ``train`` / ``val`` / ``all`` pass through unchanged.
-REAL_SPLITS = {"test": "all"}
-
-
-def load_eval_dataset(data_root: str = "", dataset: str = "lod", split: str = "test", n_images: int = 0,
-                      imgsz: int = 160, *, light: str = "low"):
-    """The one place the AdaptiveISP notebooks (and trainers) pick their detection data.
-
-    * ``data_root`` empty, or ``dataset == "embedded"``: the embedded synthetic split ``split``
-      (``train`` / ``val`` / ``test``) of ``light`` images (``data_root`` then, if given, is the
-      embedded data's root).
-    * otherwise: the prepared real dataset ``dataset`` (``lod``, ``oneplus``, ``coco_raw``) under
-      ``data_root`` via :func:`ispbench.data.get_dataset`, letterboxed to ``imgsz``; ``split`` is
-      mapped with :data:`REAL_SPLITS` (``test`` -> ``all``, the paper's evaluation set). Items hold
-      COCO-80 class ids: score them with a COCO-trained detector (e.g. YOLOv3u weights), see
-      :func:`check_detector_classes`.
-
-    ``n_images`` > 0 keeps the first ``n_images`` items. Items are ``{"image" (3, S, S) linear,
-    "boxes" (N, 4) cx cy w h, "labels" (N,), ...}`` (the format of
-    :func:`ispbench.data.common.collate_detection` and :func:`ispbench.tasks.detection.evaluate_isp`).
-
-    Raises:
-        DatasetMissingError: ``data_root`` does not exist (the message names the path and the
-            ``ispbench data prepare`` command) or was never prepared.
-        ValueError: an unknown ``dataset``.
-
-    Example:
-        >>> ds = load_eval_dataset("", split="val")                      # embedded low-light val
-        >>> ds = load_eval_dataset("~/data/LOD", "lod", "test", 0, 512)  # doctest: +SKIP
-    """
-    if not data_root or dataset == "embedded":
-        return eval_dataset(split, light, data_root, n_images)
-    from ispbench.data import get_dataset
-    from ispbench.data.common import DatasetMissingError, prepare_command
-
-    if dataset not in REAL_DETECTION_DATASETS:
-        raise ValueError(f"dataset: expected 'embedded' or one of {REAL_DETECTION_DATASETS}, got {dataset!r}")
-    root = Path(data_root).expanduser()
-    if not root.is_dir():
-        raise DatasetMissingError(
-            f"data_root {root} does not exist (dataset {dataset!r}). Download the dataset (data_cards/{dataset}.md) "
-            f"and prepare it once with `{prepare_command(dataset, root)}`, or leave data_root empty for the embedded data."
-        )
-    real_split = REAL_SPLITS.get(split, split)
-    return get_dataset(dataset, root, split=real_split, size=int(imgsz), limit=int(n_images) if n_images else None)
-
-
-def check_detector_classes(detector, data_root: str = "", dataset: str = "lod") -> None:
-    """Refuse to score real (COCO-80 labelled) data with a detector that has not 80 classes.
-
-    The shipped embedded detector knows the embedded data's classes only; pass a COCO-trained
-    ``detector_weights`` (e.g. YOLOv3u) when ``data_root`` is set.
-    """
-    if not data_root or dataset == "embedded":
-        return
-    nc = int(getattr(detector, "nc", 80))
-    if nc != 80:
-        raise ValueError(
-            f"detector_weights: the {dataset!r} labels are COCO-80 class ids but the detector has {nc} classes; "
-            "pass a COCO-trained detector (e.g. a local YOLOv3u .pt file) as detector_weights"
-        )
 
 
 def _train_dir(name: str, seed: int) -> Path:
@@ -233,8 +158,8 @@ def baseline_model(
 
 
 def map_rows(method: str, result: dict, **extra: Any) -> list[dict]:
-    """``evaluate_isp`` result -> rows ``method, metric, value`` (percent, like the paper) (+ extra columns)."""
-    return [{"method": method, "metric": m, "value": round(100.0 * float(result[m]), 2), **extra} for m in METRICS]
+    """``evaluate_isp`` result (percent, like the paper) -> rows ``method, metric, value`` (+ extra columns)."""
+    return [{"method": method, "metric": m, "value": round(float(result[m]), 2), **extra} for m in METRICS]
 
 
 @dataclass

@@ -689,11 +689,26 @@ def _score(
         for d, (_, _, _, meta) in zip(detector.predict(x, conf=conf, iou=iou, max_det=max_det), chunk):
             preds.append(_boxes_from_letterbox(d.cpu(), *meta).numpy())
         start = stop
-    res = evaluate_map(preds, gts, sizes, iou_thresholds, method=method, names=detector.names)
+    res = as_percent(evaluate_map(preds, gts, sizes, iou_thresholds, method=method, names=detector.names))
     res["per_image_loss"] = losses
     res["mean_loss"] = float(np.mean(losses)) if losses else float("nan")
     res["predictions"] = preds
     return res
+
+
+def as_percent(result: dict[str, Any]) -> dict[str, Any]:
+    """:func:`evaluate_map`'s fractions (pycocotools' unit) -> percent, the unit of the papers, results and book.
+
+    Scales ``mAP@*``, the ``ap`` array and every class's ``AP@*`` by 100; counts stay as they are.
+    """
+    out = dict(result)
+    for key in [k for k in out if k.startswith("mAP@")]:
+        out[key] = 100.0 * out[key]
+    if "ap" in out:
+        out["ap"] = 100.0 * np.asarray(out["ap"])
+    out["per_class"] = {c: {k: (100.0 * v if k.startswith("AP@") else v) for k, v in row.items()}
+                        for c, row in out.get("per_class", {}).items()}
+    return out
 
 
 def evaluate_isp(

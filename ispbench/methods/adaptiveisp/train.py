@@ -219,11 +219,11 @@ def build_detector(args: Args, nc_default: int):
 
 def train_dataset(args) -> torch.utils.data.Dataset:
     """The training split: embedded ``train`` of ``args.light`` images, or the real ``args.dataset``'s
-    ``train`` split under ``args.data_root`` (see :func:`ispbench.chapters.adaptiveisp.load_eval_dataset`); first ``n_train`` items."""
-    from ispbench.chapters.adaptiveisp import load_eval_dataset
+    ``train`` split under ``args.data_root`` (see :func:`ispbench.data.detection_sets.load_detection_split`); first ``n_train`` items."""
+    from ispbench.data.detection_sets import load_detection_split
 
     name = getattr(args, "dataset", "") or "embedded"
-    return load_eval_dataset(args.data_root, name, "train", args.n_train, args.imgsz, light=args.light)
+    return load_detection_split(args.data_root, name, "train", args.n_train, args.imgsz, light=args.light)
 
 
 def load_sample(dataset, index: int, imgsz: int) -> tuple[torch.Tensor, torch.Tensor]:
