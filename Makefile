@@ -1,5 +1,5 @@
 # ispbench: two commands do all the set-up.
-#   make test   create .venv if missing, install, run the test suite (not the slow tests)
+#   make test   create .venv if missing, install, lint (ruff), run the test suite (not the slow tests)
 #   make book   create .venv if missing, install, execute every notebook with the default
 #               profile through papermill (cached), write the status page, build the HTML book
 SHELL := /bin/bash
@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: install test test-all book bench lock clean-book
+.PHONY: install lint test test-all book bench lock clean-book
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ispbench tests
+
+test: lint
 	$(PY) -m pytest -m "not slow" -q --timeout 600
 
 test-all: $(STAMP)

@@ -6,9 +6,10 @@ module only routes to it, so ``ispbench --help`` stays fast (nothing heavy is im
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
+
+from ispbench import __version__
 
 #: (command, sub-command) -> "module:function" taking the remaining argv.
 COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
@@ -17,9 +18,13 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("bench", "ops"): ("ispbench.ops.bench:main", "time every ISP module against a memory-copy floor"),
     ("data", "prepare"): ("ispbench.data.prepare:main", "check and convert a paper dataset you downloaded"),
     ("data", "generate"): ("ispbench.data.generate:main", "generate an embedded dataset (cached)"),
-    ("train", "detector"): ("ispbench.tasks.detector_train:main", "train the embedded YOLO detector"),
     ("train", "adaptiveisp"): ("ispbench.methods.adaptiveisp.train:main", "train an AdaptiveISP policy"),
+    ("train", "hpo"): ("ispbench.detection_baselines.train:main_hpo", "train the HPO baseline (one parameter set)"),
+    ("train", "attention"): ("ispbench.detection_baselines.train:main_attention",
+                             "train the attention-aware baseline (per-image parameters)"),
     ("train", "rlpixtuner"): ("ispbench.methods.rlpixtuner.train:main", "train an RLPixTuner TD3 policy"),
+    ("train", "proxy"): ("ispbench.finishing_baselines.proxy:main", "train a finishing-pipeline proxy (monolithic/cascaded)"),
+    ("train", "detector"): ("ispbench.training.detector:main", "train the embedded YOLO detector"),
 }
 
 
@@ -43,8 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in {"-V", "--version"}:
-        from ispbench import __version__
-
         print(__version__)
         return 0
     command, rest = argv[0], argv[1:]

@@ -4,7 +4,7 @@ ultralytics otherwise (1) syncs settings and events to its servers, (2) download
 ``Arial.ttf`` from GitHub the first time it draws a label, and (3) downloads weights named
 like ``yolov8n.pt``. :func:`configure_ultralytics` turns (1) and (2) off before ultralytics is
 imported; ispbench never passes a bare weights name, so (3) cannot happen. Call it (or import
-:mod:`ispbench.tasks.detection`, which does) before ``import ultralytics``.
+:mod:`ispbench.tasks.detector`, which does) before ``import ultralytics``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from ispbench import atomic, papers
+from ispbench import atomic, papers, runner
 from ispbench.paths import REPO_DIR, results_dir
 from ispbench.results import all_results
 
@@ -154,21 +154,19 @@ def _table_detail(published: pd.DataFrame, comparisons: pd.DataFrame, paper: str
         keys.add(key)
         mine = ours.get(key)
         our_value = mine["our_value"] if mine else float("nan")
-        rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key)),
+        rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key, strict=True)),
                      "paper_value": cell["value"], "our_value": our_value,
                      "difference": our_value - cell["value"], "profile": mine["profile"] if mine else profile,
                      "data": mine["data"] if mine else ""})
     for key, mine in ours.items():
         if key not in keys:
-            rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key)),
+            rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key, strict=True)),
                          "paper_value": float("nan"), "our_value": mine["our_value"],
                          "difference": float("nan"), "profile": mine["profile"], "data": mine["data"]})
     return pd.DataFrame(rows, columns=papers.SIDE_BY_SIDE_COLUMNS)
 
 
 def _profile_description(profile: str) -> str:
-    from ispbench import runner
-
     description = (runner.load_profile(profile).get("description") or "").strip()
     return " ".join(description.split())
 
@@ -259,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="embedded", help="profile whose results to report (default: embedded)")
     parser.add_argument("--out", default="book/status.md", type=Path, help="page to write (default: book/status.md)")
     args = parser.parse_args(argv)
-    from ispbench import runner
-
     if args.profile not in runner.available_profiles():
         print(f"ispbench report status: unknown profile {args.profile!r}; valid profiles: "
               f"{', '.join(runner.available_profiles())}", file=sys.stderr)

@@ -63,7 +63,7 @@ def numbers(line: str) -> list[float]:
 
 def contains_run(haystack: list[float], needle: list[float]) -> bool:
     n = len(needle)
-    return any(all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(haystack[i:i + n], needle))
+    return any(all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(haystack[i:i + n], needle, strict=False))
                for i in range(len(haystack) - n + 1))
 
 
@@ -182,7 +182,7 @@ def test_oom_cells_are_empty_with_note():
     oom = frame[frame["note"] == "OOM"]
     assert len(oom) == 4
     assert oom["value"].isna().all()
-    assert set(zip(oom["method"], oom["setting"])) == {
+    assert set(zip(oom["method"], oom["setting"], strict=True)) == {
         ("Monolithic Proxy", "resolution=4K"), ("Cascaded Proxy", "resolution=1K"),
         ("Cascaded Proxy", "resolution=2K"), ("Cascaded Proxy", "resolution=4K"),
     }

@@ -9,15 +9,27 @@ initialisation, the numbers are meaningless and the notebook says so).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ispbench.data.detection_sets import check_detector_classes, embedded_split, load_detection_split
+from ispbench.chapters.detection_intervals import map_intervals
+from ispbench.data.detection_sets import check_detector_classes, load_detection_split
+from ispbench.data.synthetic_detection import CLASS_NAMES
+from ispbench.detection_baselines import train as baseline_train
+from ispbench.detection_baselines.models import build_model, default_weights, load_baseline
+from ispbench.detection_baselines.pipeline import FIXED_PIPELINE
+from ispbench.methods.adaptiveisp.inference import load_policy, module_frequencies, run_policy
+from ispbench.methods.adaptiveisp.networks import PolicyNet
+from ispbench.methods.adaptiveisp.recipes import baseline_train_args, policy_train_args
+from ispbench.methods.adaptiveisp.train import Args, train
 from ispbench.paths import WEIGHTS_DIR, cache_dir
+from ispbench.stats import DEFAULT_RESAMPLES, bootstrap_mean, interval_fields, no_interval_fields  # noqa: F401 - for the notebooks
+from ispbench.tasks.detection_eval import evaluate_isp
+from ispbench.tasks.detector import DEFAULT_WEIGHTS, FrozenDetector
+from ispbench.training.config import flat_dict, from_overrides
 
 #: Our method keys -> the paper's method names (Table 1 rows); "Default ISP" is our extra row.
 PAPER_NAMES = {
@@ -67,9 +79,6 @@ def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu"
     With ``allow_random`` (smoke profile only) a missing file gives a randomly initialised
     YOLOv8n built from ultralytics' YAML, and the note says so.
     """
-    from ispbench.data.synthetic_detection import CLASS_NAMES
-    from ispbench.tasks.detection import DEFAULT_WEIGHTS, FrozenDetector
-
     path = Path(detector_weights) if detector_weights else DEFAULT_WEIGHTS
     if path.is_file():
         return Loaded(FrozenDetector(path, imgsz=imgsz, device=device), "shipped", path.name)
@@ -96,10 +105,6 @@ def adaptiveisp_policy(
 ) -> Loaded:
     """An AdaptiveISP policy: ``checkpoint``, else the shipped one for (lambda_c, reuse_penalty);
     ``retrain`` trains one now with :mod:`.train` (``train_overrides`` -> :class:`.train.Args`)."""
-    from ispbench.methods.adaptiveisp.inference import load_policy
-    from ispbench.methods.adaptiveisp.networks import PolicyNet
-    from ispbench.methods.adaptiveisp.train import Args, train
-
     if retrain:
         overrides = dict(train_overrides or {})
         seed = int(overrides.get("seed", 0))
@@ -108,8 +113,8 @@ def adaptiveisp_policy(
         export = out / "policy.pt"
         # the Table 8 ablation (no reuse penalty) must also drop the hard reuse mask, else reuse stays impossible
         mask = bool(overrides.get("mask_reuse", False)) and reuse_penalty
-        args = Args(**{**overrides, "lambda_c": lambda_c, "reuse_penalty": 1.0 if reuse_penalty else 0.0,
-                       "mask_reuse": mask, "out_dir": str(out), "export": str(export), "resume": False})
+        args = from_overrides(Args, {**overrides, "lambda_c": lambda_c, "reuse_penalty": 1.0 if reuse_penalty else 0.0,
+                                     "mask_reuse": mask, "out_dir": str(out), "export": str(export), "resume": False})
         train(args)
         return Loaded(load_policy(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}, out {out}")
     path = Path(checkpoint) if checkpoint else adaptiveisp_weights(lambda_c, reuse_penalty)
@@ -135,31 +140,37 @@ def baseline_model(
     device: str = "cpu",
 ) -> Loaded:
     """HPO or attention-aware baseline: shipped ``<method>_embedded.pt``, or retrained, or (smoke) untrained."""
-    from ispbench.detection_baselines.hpo import BaselineArgs, build_model, default_weights, load_baseline, train_baseline
-
     if retrain:
         overrides = dict(train_overrides or {})
         seed = int(overrides.get("seed", 0))
         out = _train_dir(method, seed)
         export = out / "model.pt"
-        args = BaselineArgs(**{**overrides, "method": method, "out_dir": str(out), "export": str(export), "resume": False})
-        train_baseline(args)
+        args = from_overrides(baseline_train.Args, {**overrides, "method": method, "out_dir": str(out),
+                                                    "export": str(export), "resume": False})
+        baseline_train.train(args)
         return Loaded(load_baseline(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}")
     path = Path(checkpoint) if checkpoint else default_weights(method)
     if path.is_file():
         return Loaded(load_baseline(path, device), "shipped", f"checkpoint {path.name}")
     if allow_untrained:
-        from ispbench.detection_baselines.hpo import FIXED_PIPELINE
-
         torch.manual_seed(0)
         pipe = [m for m in FIXED_PIPELINE if m != "denoise"]
         return Loaded(build_model(method, pipe).to(device).eval(), "untrained", f"UNTRAINED {method}: {path.name} is missing (smoke profile)")
     raise FileNotFoundError(f"{path} not found; run the notebook with retrain=True or train it (see its model card)")
 
 
-def map_rows(method: str, result: dict, **extra: Any) -> list[dict]:
-    """``evaluate_isp`` result (percent, like the paper) -> rows ``method, metric, value`` (+ extra columns)."""
-    return [{"method": method, "metric": m, "value": round(float(result[m]), 2), **extra} for m in METRICS]
+def map_rows(method: str, result: dict, *, dataset: Any = None, **extra: Any) -> list[dict]:
+    """``evaluate_isp`` result (percent, like the paper) -> rows ``method, metric, value`` (+ extra columns).
+
+    Every row also carries the interval columns of :func:`ispbench.stats.interval_fields`
+    (``n_seeds`` = 1, ``ci_low``, ``ci_high``, ``unit``): with ``dataset`` (the items the result was
+    scored on) a 95% bootstrap interval over images (:func:`.detection_intervals.map_intervals`),
+    without it NaN bounds.
+    """
+    intervals = map_intervals(result, dataset) if dataset is not None else {}
+    nan = (float("nan"), float("nan"))
+    return [{"method": method, "metric": m, "value": round(float(result[m]), 2), **extra,
+             **interval_fields(*intervals.get(m, nan), n_seeds=1, metric=m, digits=2)} for m in METRICS]
 
 
 @dataclass
@@ -175,15 +186,11 @@ class PolicyEval:
 
 def evaluate_policy(policy, dataset, detector, *, T: int = 5, stages: int | None = None, batch_size: int = 8,
                     imgsz: int | None = None, forbid_reuse: bool | None = None) -> PolicyEval:
-    """Run the policy inside :func:`ispbench.tasks.detection.evaluate_isp`, keeping every image's pipeline.
+    """Run the policy inside :func:`ispbench.tasks.detection_eval.evaluate_isp`, keeping every image's pipeline.
 
     ``isp_ms`` / ``policy_ms``: measured wall time per image (summed over stages, batched, on this
     machine); ``cost_ms``: mean of the paper's Table 4 module times over the chosen pipelines.
     """
-    from ispbench.tasks.detection import evaluate_isp
-
-    from ispbench.methods.adaptiveisp.inference import run_policy
-
     runs = []
 
     def isp(linear: torch.Tensor) -> torch.Tensor:
@@ -202,11 +209,26 @@ def evaluate_policy(policy, dataset, detector, *, T: int = 5, stages: int | None
 
 def frequency_rows(pipelines: list[list[dict]], module_names, **extra: Any) -> list[dict]:
     """Per module, % of images whose pipeline uses it (counting repeats, so > 100% is possible, as in Table 8)."""
-    from ispbench.methods.adaptiveisp.inference import module_frequencies
-
     freqs = module_frequencies(pipelines, list(module_names))
-    return [{"method": "AdaptiveISP", "metric": "frequency", "value": round(100 * f, 2),
-             "setting_module": MODULE_DISPLAY[m], **extra} for m, f in freqs.items()]
+    rows = []
+    for m, f in freqs.items():
+        # per image: how often its pipeline uses the module (the frequency is 100 x their mean)
+        counts = [100.0 * sum(step["module"] == m for step in p) for p in pipelines] or [0.0]
+        est = bootstrap_mean(counts, n_resamples=DEFAULT_RESAMPLES, seed=0)
+        rows.append({"method": "AdaptiveISP", "metric": "frequency", "value": round(100 * f, 2),
+                     "setting_module": MODULE_DISPLAY[m], **extra,
+                     **interval_fields(est.ci_low, est.ci_high, n_seeds=1, metric="frequency", digits=2)})
+    return rows
+
+
+def frequency_table_rows(pipelines: list[list[dict]], module_names, tag: str) -> list[dict]:
+    """Tables 4 and 8: :func:`frequency_rows` with ``setting = "<tag>;module=<Module>"`` (the paper CSV's spelling)."""
+    rows = []
+    for r in frequency_rows(pipelines, module_names):
+        module = r.pop("setting_module")
+        rows.append({"method": r.pop("method"), "metric": r.pop("metric"), "value": r.pop("value"),
+                     "setting": f"{tag};module={module}", **r})
+    return rows
 
 
 def timed_isp(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[float]]:
@@ -225,8 +247,96 @@ def timed_isp(fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[Callable[[tor
 
 
 def overrides_from(profile_args: dict) -> dict:
-    """Keep only keys that are fields of :class:`.train.Args` (for notebook parameter dicts)."""
-    from ispbench.methods.adaptiveisp.train import Args
-
-    names = {f.name for f in dataclasses.fields(Args)}
+    """Keep only keys that are settings of :class:`.train.Args`, nested ones included (for notebook parameter dicts)."""
+    names = set(flat_dict(Args()))
     return {k: v for k, v in profile_args.items() if k in names}
+
+
+# ----------------------------------------------------------------------------- notebook set-up
+
+
+def source_note(loaded: Loaded) -> str:
+    """``"shipped: checkpoint hpo_embedded.pt"``: where a model came from, for a result file's ``sources``."""
+    return f"{loaded.source}: {loaded.note}"
+
+
+def prepare_detector(params: Mapping[str, Any], *, smoke: bool = False) -> Loaded:
+    """The frozen detector of an AdaptiveISP notebook, checked against its data; prints where it came from.
+
+    Args:
+        params: the notebook's parameters (``detector_weights``, ``imgsz``, ``device``, ``data_root``,
+            ``dataset``, ``retrain``, ``iterations``).
+        smoke: smoke profile: a missing detector gives a random one (and the note says so).
+
+    Raises:
+        ValueError: ``retrain=True`` with ``iterations <= 0``, or a detector whose classes do not fit the data.
+    """
+    if params.get("retrain") and params.get("iterations", 0) <= 0:
+        raise ValueError("retrain=True needs iterations > 0")
+    detector = load_detector(params["detector_weights"], imgsz=params["imgsz"], device=params["device"],
+                             allow_random=smoke)
+    check_detector_classes(detector.model, params["data_root"], params["dataset"])  # real data: COCO-80 labels
+    print("detector:", detector.note or "embedded YOLOv8n", f"({detector.source})")
+    return detector
+
+
+def load_test_split(params: Mapping[str, Any], n_images: int | None = None) -> tuple[Any, str]:
+    """The embedded low-light test split, or (``data_root`` set) the real ``dataset`` (LOD "All" etc.).
+
+    Returns:
+        ``(dataset, name)``: the items and the data's name in words.
+    """
+    data_root, dataset = params["data_root"], params["dataset"]
+    test = load_detection_split(data_root, dataset, "test", params["n_images"] if n_images is None else n_images,
+                                params["imgsz"])
+    return test, (f"{dataset} ({data_root})" if data_root else "embedded low-light test split")
+
+
+def describe_data(data_name: str, n_images: int, detector: Loaded, *, imgsz: int, smoke: bool = False) -> str:
+    """The ``data`` sentence of an AdaptiveISP result file: data, size, detector (and the smoke warning)."""
+    return (f"{data_name} ({n_images} images), {imgsz} px, detector: {detector.note or 'embedded YOLOv8n'}"
+            + (" [SMOKE: tiny run, numbers meaningless]" if smoke else ""))
+
+
+def load_models(params: Mapping[str, Any], methods: Sequence[str] = ("adaptiveisp",), *, smoke: bool = False,
+                lambda_c: float | None = None, reuse_penalty: bool = True, checkpoint: str | None = None,
+                allow_untrained: bool | None = None, notes: dict[str, str] | None = None) -> dict[str, Loaded]:
+    """The models a notebook compares, shipped or (``retrain=True``) retrained with the shipped recipes.
+
+    Args:
+        params: the notebook's parameters (``retrain``, ``iterations``, ``lr``, ``seed``, ``device``,
+            ``data_root``, ``dataset``, ``detector_weights``, ``imgsz``, ``checkpoint``, ``lambda_c``).
+        methods: keys among ``"hpo"``, ``"attention"``, ``"adaptiveisp"``, loaded in this order.
+        smoke: smoke profile: missing checkpoints give untrained models (their notes say so).
+        lambda_c, reuse_penalty: the AdaptiveISP variant (default: the notebook's ``lambda_c``, with the penalty).
+        checkpoint: AdaptiveISP checkpoint (default: the notebook's ``checkpoint``; "" = the shipped one).
+        allow_untrained: override ``smoke`` for the policy (Table 4 allows it only for lambda_c = 0).
+        notes: if given, ``notes[method]`` records where each model came from.
+
+    Returns:
+        ``{method: Loaded}``.
+
+    Raises:
+        FileNotFoundError: an AdaptiveISP variant that was never trained (and no ``retrain``).
+        ValueError: an unknown method.
+
+    Recipes: :mod:`ispbench.methods.adaptiveisp.recipes`.
+    """
+    unknown = [m for m in methods if m not in ("hpo", "attention", "adaptiveisp")]
+    if unknown:
+        raise ValueError(f"methods: unknown {unknown}; expected 'hpo', 'attention' or 'adaptiveisp'")
+    retrain, device = bool(params["retrain"]), params["device"]
+    models = {}
+    for method in methods:
+        if method == "adaptiveisp":
+            models[method] = adaptiveisp_policy(
+                params["checkpoint"] if checkpoint is None else checkpoint,
+                lambda_c=params["lambda_c"] if lambda_c is None else lambda_c, reuse_penalty=reuse_penalty,
+                retrain=retrain, train_overrides=policy_train_args(params),
+                allow_untrained=smoke if allow_untrained is None else allow_untrained, device=device)
+        else:
+            models[method] = baseline_model(method, retrain=retrain, train_overrides=baseline_train_args(params, method),
+                                            allow_untrained=smoke, device=device)
+        if notes is not None:
+            notes[method] = source_note(models[method])
+    return models

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
 
-from ispbench.methods.rlpixtuner.td3 import Policy, tune
+from ispbench.data.fivek import FiveKDataset
+from ispbench.data.hdrplus import HDRPlusDataset
+from ispbench.data.photos import EvalSet, expert_target_eval_set, full_resolution, random_target_eval_set
+from ispbench.data.prepared import DatasetMissingError, prepare_command
+from ispbench.finishing_baselines.proxy import ProxyTrainConfig, get_proxy, proxy_search
+from ispbench.finishing_baselines.search import cmaes_search, greedy_search
+from ispbench.methods.rlpixtuner import shipped_weights
+from ispbench.methods.rlpixtuner.inference import Policy, tune
+from ispbench.methods.rlpixtuner.state import resize_to
+from ispbench.methods.rlpixtuner.train import Args, train
+from ispbench.ops.finishing import finish
+from ispbench.stats import bootstrap_mean, interval_fields, no_interval_fields
 from ispbench.tasks.finishing_metrics import LPIPS, LPIPSUnavailable, psnr, ssim
+from ispbench.training import config
 
 METHODS = ("RLPixTuner", "CMAES", "Greedy Search", "Monolithic Proxy", "Cascaded Proxy")
 
@@ -36,32 +48,91 @@ def lpips_or_none(device: str = "cpu") -> tuple[LPIPS | None, str]:
 
 
 def load_policy(checkpoint: str = "") -> Policy:
-    """The shipped embedded policy, or ``checkpoint`` (a ``policy.pt``/``checkpoint.pt``)."""
-    from ispbench.methods.rlpixtuner import shipped_weights
-
+    """The shipped embedded policy, or ``checkpoint`` (a ``policy.pt`` or a trainer's ``last.pt``)."""
     return Policy.load(str(checkpoint or shipped_weights()))
 
 
+#: Settings that shrink a retraining run to seconds under the smoke profile (numbers meaningless).
+SMOKE_TRAINING = dict(n_envs=4, batch_size=8, learning_starts=40, image_size=32, width=4, hidden=32, layers=1,
+                      eval_images=2)
+
+
+def rlpixtuner_policy(checkpoint: str = "", *, retrain: bool = False, iterations: int = 0, seed: int = 0,
+                      device: str = "cpu", profile: str = "embedded", ablation: str = "all") -> tuple[Policy, str]:
+    """The policy a notebook evaluates, and where it came from.
+
+    ``retrain``: trains one now with the shipped policy's recipe (:data:`SHIPPED_RECIPE`, tiny under
+    the smoke profile) for ``iterations`` environment steps, in ``runs/rlpixtuner_<ablation>_<profile>_<seed>``;
+    otherwise loads ``checkpoint`` or the shipped checkpoint.
+    """
+    if not retrain:
+        return load_policy(checkpoint), (checkpoint or "shipped checkpoint")
+    out_dir = f"runs/rlpixtuner_{ablation}_{profile}_{seed}"
+    overrides = {**SHIPPED_RECIPE, **(SMOKE_TRAINING if profile == "smoke" else {}),
+                 "total_steps": iterations, "ablation": ablation, "seed": seed, "device": device, "out_dir": out_dir,
+                 "eval_every": 0, "checkpoint_every": 0, "progress": False}
+    train(config.from_overrides(Args, overrides))
+    return load_policy(f"{out_dir}/policy.pt"), f"trained here: {iterations} env steps"
+
+
+def score_row(method: str, metric: str, per_item: torch.Tensor, clusters: Sequence[Any] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """One summary row: ``value`` = the mean of ``per_item`` ``(N,)``, plus the interval columns.
+
+    The interval (:func:`ispbench.stats.bootstrap_mean`, one training seed) resamples the items,
+    whole ``clusters`` at a time when given (the source photo of each crop: crops of one photo
+    are not independent evidence).
+    """
+    flat = per_item.detach().reshape(-1)
+    est = bootstrap_mean(flat.double().cpu().numpy(), clusters=clusters, seed=0)
+    return {"method": method, "metric": metric, "value": float(flat.mean()), **extra,
+            **interval_fields(est.ci_low, est.ci_high, n_seeds=1, metric=metric)}
+
+
 def _metric_rows(method: str, images: torch.Tensor, goals: torch.Tensor, queries: float, seconds: float,
-                 lp: LPIPS | None) -> list[dict[str, Any]]:
+                 lp: LPIPS | None, clusters: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     p = psnr(images, goals).clamp_max(100)
     s = ssim(images, goals)
     rows = [
-        {"method": method, "metric": "PSNR", "value": float(p.mean())},
-        {"method": method, "metric": "SSIM", "value": float(s.mean())},
-        {"method": method, "metric": "queries", "value": float(queries)},
-        {"method": method, "metric": "time", "value": float(seconds)},
+        score_row(method, "PSNR", p, clusters),
+        score_row(method, "SSIM", s, clusters),
+        {"method": method, "metric": "queries", "value": float(queries), **no_interval_fields(metric="queries")},
+        {"method": method, "metric": "time", "value": float(seconds), **no_interval_fields(metric="time")},
     ]
     if lp is not None:
-        rows.append({"method": method, "metric": "LPIPS", "value": float(lp(images, goals).mean())})
+        rows.append(score_row(method, "LPIPS", lp(images, goals), clusters))
     return rows
+
+
+def tuning_rows(label: str, trajectory: Any, goals: torch.Tensor,
+                clusters: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """PSNR/SSIM rows of a tuning run (``tune``'s trajectory): the final step and the best of the trajectory.
+
+    Args:
+        label: the method's row name (``"RL+F^D"`` ...); the best-of rows are ``label + " (best-of-10)"``.
+        trajectory: ``tune(policy, inputs, goals)``'s result (``final``, ``best``, ``best_psnr``).
+        goals: ``(N, 3, H, W)`` the goals it was tuned to.
+        clusters: the source photo of each pair, for the intervals (:func:`score_row`).
+
+    Returns:
+        Four rows ``method, metric, value`` + interval columns (Table 4's ablation rows).
+    """
+    best = label + " (best-of-10)"
+    return [score_row(label, "PSNR", psnr(trajectory.final, goals).clamp_max(100), clusters),
+            score_row(label, "SSIM", ssim(trajectory.final, goals), clusters),
+            score_row(best, "PSNR", trajectory.best_psnr.clamp_max(100), clusters),
+            score_row(best, "SSIM", ssim(trajectory.best, goals), clusters)]
 
 
 def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | None, methods: Iterable[str] = METHODS,
                 budget: int = 200, proxy_iterations: int = 100, steps: int = 10, seed: int = 0,
                 lp: LPIPS | None = None, proxies: dict[str, torch.nn.Module] | None = None, proxy_size: int = 0,
-                progress: Callable[[str], None] | None = print) -> tuple[pd.DataFrame, pd.DataFrame]:
+                progress: Callable[[str], None] | None = print,
+                clusters: Sequence[Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score each method on ``(inputs, goals)`` ``(N, 3, H, W)``.
+
+    ``clusters``: the source photo of each pair (``EvalSet.names``); the summary's PSNR/SSIM/LPIPS
+    intervals resample photos, not crops (:func:`score_row`).
 
     ``proxy_size`` > 0: the proxies' gradient search runs on area-resized ``proxy_size`` copies of
     input and goal (a CPU saving; the proxies were trained on 48x48 crops), and the parameters
@@ -70,18 +141,16 @@ def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | N
     Returns:
         ``(summary, per_image)``: summary rows ``method, metric, value`` (means over images;
         ``time`` = mean seconds per image on this machine, ``queries`` = mean pipeline queries per
-        image); per-image rows ``method, index, PSNR, SSIM``.
+        image; every row also ``n_seeds``, ``ci_low``, ``ci_high``, ``unit``, NaN bounds for
+        ``queries``/``time``); per-image rows ``method, index, PSNR, SSIM``.
     """
-    from ispbench.finishing_baselines.proxy import proxy_search
-    from ispbench.finishing_baselines.search import cmaes_search, greedy_search
-
     rows: list[dict[str, Any]] = []
     per: list[dict[str, Any]] = []
     n = inputs.shape[0]
 
     def record(name: str, out: torch.Tensor, queries: float, seconds: float) -> None:
-        rows.extend(_metric_rows(name, out, goals, queries, seconds / n, lp))
-        for i, (pv, sv) in enumerate(zip(psnr(out, goals).clamp_max(100).tolist(), ssim(out, goals).tolist())):
+        rows.extend(_metric_rows(name, out, goals, queries, seconds / n, lp, clusters))
+        for i, (pv, sv) in enumerate(zip(psnr(out, goals).clamp_max(100).tolist(), ssim(out, goals).tolist(), strict=True)):
             per.append({"method": name, "index": i, "PSNR": pv, "SSIM": sv})
 
     for method in methods:
@@ -108,9 +177,6 @@ def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | N
                 continue
             t0 = time.perf_counter()
             if proxy_size and min(inputs.shape[-2:]) > proxy_size:
-                from ispbench.methods.rlpixtuner.state import resize_to
-                from ispbench.ops.finishing import finish
-
                 res = proxy_search(proxies[method], resize_to(inputs, proxy_size), resize_to(goals, proxy_size),
                                    iterations=proxy_iterations)
                 with torch.no_grad():
@@ -127,8 +193,6 @@ def run_methods(inputs: torch.Tensor, goals: torch.Tensor, *, policy: Policy | N
 
 def load_proxies(retrain: bool = False, iterations: int = 600) -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
     """The two proxies (shipped/cached, or trained now when missing or ``retrain``)."""
-    from ispbench.finishing_baselines.proxy import ProxyTrainConfig, get_proxy
-
     out, info = {}, {}
     for kind, name in (("monolithic", "Monolithic Proxy"), ("cascaded", "Cascaded Proxy")):
         model, metrics = get_proxy(kind, ProxyTrainConfig(iterations=iterations), retrain=retrain)
@@ -154,11 +218,6 @@ def time_methods(resolutions: dict[str, tuple[int, int]], *, policy: Policy | No
     take up to the fixed set-up cost, which it over-counts). RLPixTuner always runs its full
     ``steps``.
     """
-    from ispbench.data.photos import full_resolution
-    from ispbench.finishing_baselines.proxy import proxy_search
-    from ispbench.finishing_baselines.search import cmaes_search
-    from ispbench.ops.finishing import finish
-
     g = torch.Generator().manual_seed(0)
     a_goal = (torch.rand(1, 9, generator=g) * 2 - 1) * 0.5
     rows, too_slow = [], set()
@@ -175,15 +234,15 @@ def time_methods(resolutions: dict[str, tuple[int, int]], *, policy: Policy | No
             goal = finish(img, a_goal).clamp(0, 1)
         jobs: dict[str, Callable[[], Any]] = {}
         if policy is not None:
-            jobs["RLPixTuner"] = lambda: tune(policy, img, goal, steps=steps)
+            jobs["RLPixTuner"] = lambda img=img, goal=goal: tune(policy, img, goal, steps=steps)
         n_q = min(measured or budget, budget)
         n_it = min(measured_proxy or measured or proxy_iterations, proxy_iterations)
         scale = {"RLPixTuner": 1.0, "CMAES": budget / n_q}
-        jobs["CMAES"] = lambda: cmaes_search(img[0], goal[0], n_q)
+        jobs["CMAES"] = lambda img=img, goal=goal, n_q=n_q: cmaes_search(img[0], goal[0], n_q)
         for name in ("Monolithic Proxy", "Cascaded Proxy"):
             if name in proxies:
                 scale[name] = proxy_iterations / n_it
-                jobs[name] = (lambda m: (lambda: proxy_search(m, img, goal, iterations=n_it)))(proxies[name])
+                jobs[name] = lambda m=proxies[name], img=img, goal=goal, n_it=n_it: proxy_search(m, img, goal, iterations=n_it)
         for name, job in jobs.items():
             row = {"method": name, "metric": "time", "setting": f"resolution={res_name}", "resolution": res_name,
                    "height": h, "width": w}
@@ -248,9 +307,6 @@ def load_eval_pairs(data_root: str = "", dataset: str = "fivek", split: str = ""
     """
     from pathlib import Path
 
-    from ispbench.data.common import DatasetMissingError, prepare_command
-    from ispbench.data.photos import EvalSet, expert_target_eval_set, random_target_eval_set
-
     if dataset not in EVAL_DATASETS:
         raise ValueError(f"dataset: expected one of {EVAL_DATASETS}, got {dataset!r}")
     if int(resolution) < 8:
@@ -272,16 +328,12 @@ def load_eval_pairs(data_root: str = "", dataset: str = "fivek", split: str = ""
             f"prepare it once with `{prepare_command(dataset, root)}`."
         )
     if dataset == "fivek":
-        from ispbench.data.fivek import FiveKDataset
-
         if target not in {"random", "expert_c"}:
             raise ValueError(f"target: FiveK goals are 'random' or 'expert_c', got {target!r}")
         ds = FiveKDataset(root, split or "val", target=target, size=int(resolution), resize="plain",
                           limit=n_images or None)
         what = "Random-Target goals finish(image, stored actions)" if target == "random" else "Expert C goals"
     else:
-        from ispbench.data.hdrplus import HDRPlusDataset
-
         ds = HDRPlusDataset(root, split or "all", size=int(resolution), resize="plain", limit=n_images or None)
         what = "HDR+ final.jpg goals"
     if len(ds) == 0:
@@ -295,5 +347,5 @@ def load_eval_pairs(data_root: str = "", dataset: str = "fivek", split: str = ""
     return EvalSet(inputs, goals, actions, names, desc)
 
 
-__all__ = ["METHODS", "SHIPPED_RECIPE", "EVAL_DATASETS", "run_methods", "time_methods", "load_policy", "load_proxies",
-           "load_eval_pairs", "lpips_or_none"]
+__all__ = ["METHODS", "SHIPPED_RECIPE", "EVAL_DATASETS", "run_methods", "score_row", "tuning_rows", "time_methods",
+           "load_policy", "load_proxies", "load_eval_pairs", "lpips_or_none"]

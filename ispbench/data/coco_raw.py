@@ -11,7 +11,7 @@
 and stores ``noisy`` as a linear 16-bit PNG (the authors likewise seed their evaluation
 unprocessing with the image id, with NumPy). Boxes: COCO ``[x, y, w, h]`` pixels ->
 normalised ``cx, cy, w, h``; ``category_id`` (1..90) -> COCO-80 index
-(:data:`ispbench.data.common.COCO91_TO_80`); ``iscrowd`` and zero-area boxes are dropped
+(:data:`ispbench.data.prepared.COCO91_TO_80`); ``iscrowd`` and zero-area boxes are dropped
 (as in the usual COCO -> YOLO conversion).
 """
 
@@ -25,16 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ispbench.atomic import write_json
-from ispbench.data.common import (
-    COCO80_CATEGORY_IDS,
-    COCO91_TO_80,
-    DatasetFormatError,
-    DatasetMissingError,
-    PreparedDetectionDataset,
+from ispbench.data.preparation import (
     coco_xywh_to_cxcywh_norm,
-    collate_detection,
     jsonable,
-    prepared_dir,
     process_items,
     read_display_image,
     resize_max_side,
@@ -43,6 +36,16 @@ from ispbench.data.common import (
     write_png16,
     write_split,
 )
+from ispbench.data.prepared import (
+    COCO80_CATEGORY_IDS,
+    COCO91_TO_80,
+    DatasetFormatError,
+    DatasetMissingError,
+    PreparedDetectionDataset,
+    collate_detection,
+    prepared_dir,
+)
+from ispbench.ops.raw import add_noise, random_noise_levels, unprocess
 
 NAME = "coco_raw"
 URL = "https://cocodataset.org/#download"
@@ -128,8 +131,6 @@ def unprocess_image(srgb: np.ndarray, image_id: int) -> tuple[np.ndarray, dict[s
     Returns ``(float32 (H, W, 3) in [0, 1], metadata)``; same input and id -> same output.
     """
     import torch
-
-    from ispbench.ops.raw import add_noise, random_noise_levels, unprocess
 
     gen = torch.Generator().manual_seed(int(image_id))
     x = torch.from_numpy(np.ascontiguousarray(srgb.transpose(2, 0, 1)))[None].float()

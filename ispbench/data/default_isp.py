@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from ispbench.data.camera import SENSOR
-from ispbench.ops.color import LUM_WEIGHTS
+from ispbench.ops.color import luminance
 
 #: The fixed white-balance gains for R, G and B, from the embedded sensor's daylight calibration.
 DAYLIGHT_WB: tuple[float, float, float] = tuple(1.0 / s for s in SENSOR.sensitivity)  # type: ignore[assignment]
@@ -77,8 +77,7 @@ def default_isp(
         raise ValueError(f"need 0 < min_gain <= max_gain, got {min_gain}, {max_gain}")
     wb = torch.as_tensor(wb_gains, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     x = x.clamp(0.0, 1.0) * wb
-    luma = torch.as_tensor(LUM_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    mean_y = (x * luma).sum(1).mean(dim=(1, 2)).clamp_min(1e-6)
+    mean_y = luminance(x).mean(dim=(1, 2, 3)).clamp_min(1e-6)
     gain = (target_mean / mean_y).clamp(min_gain, max_gain).view(-1, 1, 1, 1)
     out = srgb_gamma((x * gain).clamp(0.0, 1.0))
     return out[0] if single else out

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ispbench.data import get_dataset
-from ispbench.data.common import DatasetMissingError, prepare_command
+from ispbench.data.prepared import DatasetMissingError, prepare_command
 from ispbench.data.synthetic_detection import load_split
 
 
@@ -45,7 +45,7 @@ def load_detection_split(data_root: str = "", dataset: str = "lod", split: str =
 
     ``n_images`` > 0 keeps the first ``n_images`` items. Items are ``{"image" (3, S, S) linear,
     "boxes" (N, 4) cx cy w h, "labels" (N,), ...}`` (the format of
-    :func:`ispbench.data.common.collate_detection` and :func:`ispbench.tasks.detection.evaluate_isp`).
+    :func:`ispbench.data.prepared.collate_detection` and :func:`ispbench.tasks.detection_eval.evaluate_isp`).
 
     Raises:
         DatasetMissingError: ``data_root`` does not exist (the message names the path and the

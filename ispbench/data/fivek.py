@@ -26,25 +26,28 @@ from typing import Any, Callable
 import numpy as np
 
 from ispbench.atomic import write_json
-from ispbench.data.common import (
-    DatasetFormatError,
-    DatasetMissingError,
-    PreparedFinishingDataset,
-    collate_finishing,
+from ispbench.data.preparation import (
     files_with_suffix,
     find_dirs,
     fit_goal,
-    prepared_dir,
     process_items,
     raw_to_linear,
     rawpy_settings,
     read_display_image,
     resize_max_side,
-    resize_sample,
     write_manifest,
     write_png16,
     write_split,
 )
+from ispbench.data.prepared import (
+    DatasetFormatError,
+    DatasetMissingError,
+    PreparedFinishingDataset,
+    collate_finishing,
+    prepared_dir,
+    resize_sample,
+)
+from ispbench.ops.finishing import finish
 
 NAME = "fivek"
 URL = "https://data.csail.mit.edu/graphics/fivek/"
@@ -114,8 +117,6 @@ class FiveKDataset(PreparedFinishingDataset):
         if self.target == "expert_c":
             return super().__getitem__(index)
         import torch
-
-        from ispbench.ops.finishing import finish
 
         item_id = self.ids[index]
         image, _, _, info = resize_sample(self._image("linear", item_id), None, self.size, self.resize)

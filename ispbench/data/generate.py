@@ -10,6 +10,8 @@ import argparse
 import sys
 import time
 
+from ispbench.data import synthetic_detection as sd
+
 #: Dataset names this command can generate.
 GENERATORS = ("embedded-detection",)
 
@@ -34,8 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ispbench data generate: --image-size must be even and >= 32, got {args.image_size}", file=sys.stderr)
         return 2
     import torch
-
-    from ispbench.data import synthetic_detection as sd
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     try:

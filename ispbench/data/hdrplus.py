@@ -15,12 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ispbench.atomic import write_json
-from ispbench.data.common import (
-    DatasetMissingError,
-    PreparedFinishingDataset,
-    collate_finishing,
+from ispbench.data.preparation import (
     fit_goal,
-    prepared_dir,
     process_items,
     raw_to_linear,
     rawpy_settings,
@@ -29,6 +25,12 @@ from ispbench.data.common import (
     write_manifest,
     write_png16,
     write_split,
+)
+from ispbench.data.prepared import (
+    DatasetMissingError,
+    PreparedFinishingDataset,
+    collate_finishing,
+    prepared_dir,
 )
 
 NAME = "hdrplus"

@@ -3,7 +3,7 @@
 AdaptiveISP trains and evaluates on the dark raw images. ``ispbench data prepare lod --root ROOT``
 decodes each ``RAW_dark/<n>.CR2`` once to linear RGB (``ispbench.ops.dng.read_raw_linear``,
 settings in ``ispbench.ops.dng.RAWPY_SETTINGS``) and writes the prepared format described in
-:mod:`ispbench.data.common`; :class:`LODDataset` reads it. See ``data_cards/lod.md``.
+:mod:`ispbench.data.prepared`; :class:`LODDataset` reads it. See ``data_cards/lod.md``.
 
 Class mapping (VOC name in the XML -> COCO-80 index, the 80 names the authors evaluate with):
 
@@ -31,20 +31,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ispbench.atomic import write_json
-from ispbench.data.common import (
-    COCO80_NAMES,
-    DatasetFormatError,
-    DatasetMissingError,
-    PreparedDetectionDataset,
-    collate_detection,
+from ispbench.data.preparation import (
     files_with_suffix,
     find_dirs,
     numeric_key,
-    prepared_dir,
     process_items,
     raw_to_linear,
     rawpy_settings,
-    read_split,
     resize_max_side,
     split_entry_id,
     write_labels,
@@ -52,6 +45,15 @@ from ispbench.data.common import (
     write_png16,
     write_split,
     xyxy_to_cxcywh_norm,
+)
+from ispbench.data.prepared import (
+    COCO80_NAMES,
+    DatasetFormatError,
+    DatasetMissingError,
+    PreparedDetectionDataset,
+    collate_detection,
+    prepared_dir,
+    read_split,
 )
 
 NAME = "lod"
@@ -94,7 +96,7 @@ class LODDataset(PreparedDetectionDataset):
         split: ``"train"``, ``"val"`` or ``"all"`` (see ``data_cards/lod.md`` for which split file
             they came from; ``manifest["split_source"]`` says).
         prepared: the ``--out`` folder if not ``root/ispbench-prepared``.
-        size: ``None`` or output size (see :func:`ispbench.data.common.resize_sample`).
+        size: ``None`` or output size (see :func:`ispbench.data.prepared.resize_sample`).
         resize: ``"letterbox"`` (default; black padding as in AdaptiveISP) or ``"plain"``.
         limit: keep the first ``limit`` ids of the split.
 

@@ -6,7 +6,7 @@ labelme JSON per image with rectangles for ``person``, ``car`` and ``bus``.
 
 1. ``bayer / 1023`` (no black-level subtraction and no white balance: the PNGs carry no metadata;
    the ISP under test owns white balance), clipped to [0, 1];
-2. bilinear demosaic (:func:`ispbench.data.common.demosaic_bilinear`, RGGB), odd rows/columns cropped;
+2. bilinear demosaic (:func:`ispbench.data.preparation.demosaic_bilinear`, RGGB), odd rows/columns cropped;
 3. stored as a linear 16-bit PNG.
 
 A ``.dng`` in place of a PNG is decoded with ``ispbench.ops.dng.read_raw_linear`` instead.
@@ -25,19 +25,12 @@ from typing import Any, Callable
 import numpy as np
 
 from ispbench.atomic import write_json
-from ispbench.data.common import (
-    COCO80_NAMES,
-    DatasetFormatError,
-    DatasetMissingError,
-    PreparedDetectionDataset,
-    collate_detection,
+from ispbench.data.preparation import (
     demosaic_bilinear,
     files_with_suffix,
     numeric_key,
-    prepared_dir,
     process_items,
     raw_to_linear,
-    read_split,
     resize_max_side,
     split_entry_id,
     write_labels,
@@ -45,6 +38,15 @@ from ispbench.data.common import (
     write_png16,
     write_split,
     xyxy_to_cxcywh_norm,
+)
+from ispbench.data.prepared import (
+    COCO80_NAMES,
+    DatasetFormatError,
+    DatasetMissingError,
+    PreparedDetectionDataset,
+    collate_detection,
+    prepared_dir,
+    read_split,
 )
 
 NAME = "oneplus"

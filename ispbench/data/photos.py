@@ -38,6 +38,9 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ispbench.ops.color import luminance_np
+from ispbench.ops.finishing import finish
+
 #: name -> (package, how to load, licence note). Loading never touches the network.
 _SOURCES: dict[str, tuple[str, str, str]] = {
     "astronaut": ("scikit-image", "skimage.data.astronaut", "NASA, public domain"),
@@ -166,8 +169,6 @@ def _limit_side(img: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def _default_finish() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    from ispbench.ops.finishing import finish
-
     return finish
 
 
@@ -292,13 +293,13 @@ def expert_like_target(img: np.ndarray) -> np.ndarray:
     means = x.reshape(-1, 3).mean(0) + 1e-6
     gains = np.sqrt(means.mean() / means)  # half-strength grey world
     x = np.clip(x * gains, 0, 1)
-    lum = 0.27 * x[..., 0] + 0.67 * x[..., 1] + 0.06 * x[..., 2]
+    lum = luminance_np(x)
     lo, hi = np.percentile(lum, [0.5, 99.5])
     x = np.clip((x - lo) / max(hi - lo, 1e-3), 0, 1)
-    lum = 0.27 * x[..., 0] + 0.67 * x[..., 1] + 0.06 * x[..., 2]
+    lum = luminance_np(x)
     gamma = float(np.clip(np.log(0.45) / np.log(max(lum.mean(), 1e-3)), 0.6, 1.6))
     x = np.power(x, gamma)
-    lum = (0.27 * x[..., 0] + 0.67 * x[..., 1] + 0.06 * x[..., 2])[..., None]
+    lum = luminance_np(x)[..., None]
     x = np.clip(lum + 1.2 * (x - lum), 0, 1)
     return x.astype(np.float32)
 
@@ -319,7 +320,7 @@ def expert_target_eval_set(split: str = "heldout2", n: int = 12, size: int = 128
         inp = crop
         if degrade:
             inp = 0.8 * np.power(crop, 1.3)
-            lum = (0.27 * inp[..., 0] + 0.67 * inp[..., 1] + 0.06 * inp[..., 2])[..., None]
+            lum = luminance_np(inp)[..., None]
             inp = np.clip(lum + 0.85 * (inp - lum), 0, 1).astype(np.float32)
         xs.append(_to_tensor(inp))
         gs.append(_to_tensor(expert_like_target(crop)))

@@ -6,7 +6,7 @@ Each real dataset is downloaded by the user (none may be mirrored by ispbench; s
 1. checks the layout under ``--root`` (file counts, one annotation / target per image, sizes that
    agree) and stops with the exact download instruction when something is missing;
 2. converts every raw file once into the prepared format (linear RGB as 16-bit PNG, YOLO label
-   files, per-image metadata; see :mod:`ispbench.data.common`), written atomically;
+   files, per-image metadata; see :mod:`ispbench.data.prepared`), written atomically;
 3. writes the split files and ``manifest.json``.
 
 Re-running skips items whose outputs all exist, so an interrupted run simply continues.
@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 from ispbench.atomic import write_text
+from ispbench.data.preparation import UnsafeArchiveError, extract_archive, is_archive
+from ispbench.data.prepared import DatasetFormatError, DatasetMissingError
 
 #: Dataset name -> module with ``prepare(root, out, *, limit, max_side, splits_dir, log)``.
 PREPARERS: dict[str, str] = {
@@ -67,14 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ispbench data prepare: --limit must be a positive integer, got {args.limit}", file=sys.stderr)
         return 2
     module = importlib.import_module(PREPARERS[args.name])
-    from ispbench.data.common import (
-        DatasetFormatError,
-        DatasetMissingError,
-        UnsafeArchiveError,
-        extract_archive,
-        is_archive,
-    )
-
     root = args.root.expanduser()
     if not root.is_dir():
         print(f"ispbench data prepare {args.name}: --root {root} is not a folder. {module.DOWNLOAD_HELP}", file=sys.stderr)

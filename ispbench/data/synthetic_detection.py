@@ -50,6 +50,8 @@ import torch
 
 from ispbench import atomic
 from ispbench.data import camera
+from ispbench.data.default_isp import default_isp
+from ispbench.paths import cache_dir
 
 #: Object classes (index = YOLO class id).
 CLASS_NAMES: tuple[str, ...] = ("disc", "box", "triangle", "ring", "cross")
@@ -373,8 +375,6 @@ def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: s
 
 def default_root() -> Path:
     """``cache_dir()/embedded_detection``: parent of the version-hash folders."""
-    from ispbench.paths import cache_dir  # noqa: PLC0415
-
     return cache_dir() / "embedded_detection"
 
 
@@ -407,8 +407,6 @@ def generate(
     Returns:
         The dataset folder ``root/<version hash>``.
     """
-    from ispbench.data.default_isp import default_isp  # noqa: PLC0415
-
     cfg = cfg or GeneratorConfig()
     out = dataset_dir(cfg, root)
     if is_complete(out) and not force:
@@ -435,7 +433,7 @@ def generate(
                 scene = render_scene(cfg, split, i)
                 stem = f"{split}_{i:05d}"
                 label_txt = "".join(
-                    f"{int(c)} {b[0]:.6f} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f}\n" for c, b in zip(scene["labels"], scene["boxes"])
+                    f"{int(c)} {b[0]:.6f} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f}\n" for c, b in zip(scene["labels"], scene["boxes"], strict=True)
                 )
                 labels_json.append(
                     {"scene_id": stem, "labels": scene["labels"].tolist(), "boxes": np.round(scene["boxes"], 6).tolist()}

@@ -1,1 +1,7 @@
-"""Baselines of the detection task: fixed-pipeline ISPs tuned for a frozen detector (HPO, attention-aware)."""
+"""Baselines of the detection task: fixed-pipeline ISPs tuned for a frozen detector (HPO, attention-aware).
+
+* :mod:`.pipeline`: the fixed pipeline and its renderer;
+* :mod:`.hpo` (:class:`~.hpo.HPOISP`), :mod:`.attention` (:class:`~.attention.AttentionISP`): the parameter models;
+* :mod:`.models`: build, load (``load_baseline``) and run (``make_isp_fn``) them;
+* :mod:`.train`: their one-file trainer (``ispbench train hpo``, ``ispbench train attention``).
+"""

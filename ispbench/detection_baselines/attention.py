@@ -12,24 +12,25 @@ re-implementation, small enough for a CPU:
 * per stage a 128-64-n_params MLP head, :func:`ispbench.ops.squash` into range, bias set so
   every stage starts at its identity.
 
-Trained exactly like :mod:`ispbench.detection_baselines.hpo` (same pipeline, data, frozen detector,
-loss); only the parameter model differs. This is a simplified re-implementation from the paper's
-description, not the authors' code.
+Trained exactly like :class:`~ispbench.detection_baselines.hpo.HPOISP` by
+:mod:`ispbench.detection_baselines.train` (same pipeline, data, frozen detector, loss); only the
+parameter model differs. This is a simplified re-implementation from the paper's description, not
+the authors' code.
 
-    python -m ispbench.detection_baselines.attention --iterations 300 --lr 1e-3 --export ispbench/weights/attention_embedded.pt
+    ispbench train attention --iterations 300 --lr 1e-3 --export ispbench/weights/attention_embedded.pt
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ispbench.detection_baselines.hpo import FIXED_PIPELINE, parse_baseline_args, render_pipeline, train_baseline
+from ispbench import ops
+
+from .pipeline import FIXED_PIPELINE, render_pipeline
 
 
 class AttentionISP(nn.Module):
@@ -39,9 +40,6 @@ class AttentionISP(nn.Module):
 
     def __init__(self, pipeline: Sequence[str] = FIXED_PIPELINE, width: int = 128, heads: int = 4) -> None:
         super().__init__()
-        from ispbench import ops
-        from ispbench.ops import identity_raw
-
         self.pipeline = list(pipeline)
         self.width = width
         chans, layers, prev = (16, 32, 64, width), [], 4
@@ -59,7 +57,7 @@ class AttentionISP(nn.Module):
             head = nn.Sequential(nn.Linear(width, 64), nn.LeakyReLU(0.2), nn.Linear(64, ops.n_params(name)))
             nn.init.normal_(head[-1].weight, std=1e-3)
             with torch.no_grad():
-                head[-1].bias.copy_(identity_raw(name, ops.n_params(name)))
+                head[-1].bias.copy_(ops.identity_raw(name, ops.n_params(name)))
             self.heads[name] = head
 
     def config(self) -> dict:
@@ -77,8 +75,6 @@ class AttentionISP(nn.Module):
 
     def params(self, linear: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image in-range parameters ``{name: (B, n)}``."""
-        from ispbench import ops
-
         tokens = self.encode(linear)
         q = self.queries.expand(linear.shape[0], -1, -1)
         h = self.norm1(q + self.cross(q, tokens, tokens, need_weights=False)[0])
@@ -89,12 +85,4 @@ class AttentionISP(nn.Module):
         return render_pipeline(linear, self.pipeline, self.params(linear))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ispbench.detection_baselines.attention [--field value ...]``."""
-    result = train_baseline(parse_baseline_args(argv, "attention"))
-    print(json.dumps(result["summary"]["last_metrics"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["AttentionISP"]

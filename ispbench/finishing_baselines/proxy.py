@@ -17,13 +17,17 @@ Training follows the paper's recipe in spirit (Adam 1e-4 there, batch 512, 100 e
 FiveK images x 100 samples per parameter); here it is CPU-small: 48x48 random crops of the
 ``train`` embedded photos, uniform random actions, Adam 2e-3, a few hundred iterations. Trained
 proxies are cached under ``ispbench.paths.cache_dir()/proxies`` (or loaded from
-``ispbench/weights/finishing_proxy_<kind>.pt`` when shipped).
+``ispbench/weights/finishing_proxy_<kind>.pt`` when shipped). Train one from the command line::
+
+    ispbench train proxy --kind cascaded --iterations 600 --out ispbench/weights/finishing_proxy_cascaded.pt
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +35,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ispbench import atomic
+from ispbench.data.photos import _limit_side, load_photo, photo_names, random_crop
+from ispbench.ops.finishing import finish
+from ispbench.paths import WEIGHTS_DIR, cache_dir
+from ispbench.training.config import parse
+from ispbench.training.run import finish_run, progress_bar
 
 N_PARAMS = 9
 #: (module name, slider indices) in pipeline order.
@@ -89,22 +100,16 @@ class CascadedProxy(nn.Module):
         self.stages = nn.ModuleList(_ModuleProxy(len(idx), name == "texture", width) for name, idx in MODULES)
 
     def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        for stage, (_, idx) in zip(self.stages, MODULES):
+        for stage, (_, idx) in zip(self.stages, MODULES, strict=True):
             x = stage(x, a[:, list(idx)])
         return x
 
 
 def _pipeline(pipeline: Callable | None) -> Callable:
-    if pipeline is not None:
-        return pipeline
-    from ispbench.ops.finishing import finish
-
-    return finish
+    return finish if pipeline is None else pipeline
 
 
 def _train_batch(rng: np.random.Generator, images: list[np.ndarray], n: int, size: int) -> torch.Tensor:
-    from ispbench.data.photos import random_crop
-
     return torch.stack([torch.from_numpy(random_crop(images[int(rng.integers(len(images)))], size, rng).transpose(2, 0, 1).copy())
                         for _ in range(n)])
 
@@ -114,10 +119,15 @@ class ProxyTrainConfig:
     """CPU-small proxy training (paper: Adam 1e-4, batch 512, 100 epochs)."""
 
     iterations: int = 400
+    """Adam steps (cosine learning-rate schedule over them)"""
     batch_size: int = 16
+    """random crops per step"""
     size: int = 48
+    """side of the training crops"""
     lr: float = 2e-3
+    """initial Adam learning rate"""
     seed: int = 0
+    """seed of torch (initialisation) and of the crop / action generator"""
 
 
 def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callable | None = None,
@@ -126,8 +136,6 @@ def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callab
 
     Returns the proxy and a metrics dict (final training MSE, wall time).
     """
-    from ispbench.data.photos import _limit_side, load_photo, photo_names
-
     cfg = cfg or ProxyTrainConfig()
     if kind not in {"monolithic", "cascaded"}:
         raise ValueError(f"kind must be 'monolithic' or 'cascaded', got {kind!r}")
@@ -139,12 +147,8 @@ def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callab
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
     t0, losses = time.perf_counter(), []
-    it = range(cfg.iterations)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"proxy[{kind}]")
-    for _ in it:
+    bar = progress_bar(cfg.iterations, desc=f"proxy[{kind}]", enabled=progress)
+    for _ in range(cfg.iterations):
         x = _train_batch(rng, images, cfg.batch_size, cfg.size)
         a = torch.from_numpy(rng.uniform(-1, 1, (cfg.batch_size, N_PARAMS)).astype(np.float32))
         if kind == "monolithic":
@@ -156,7 +160,7 @@ def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callab
             loss = 0.0
             with torch.no_grad():
                 prefix = torch.zeros_like(a)
-            for stage, (_, idx) in zip(model.stages, MODULES):
+            for stage, (_, idx) in zip(model.stages, MODULES, strict=True):
                 with torch.no_grad():
                     xin = pipe(x, prefix).clamp(0, 1) if prefix.abs().sum() > 0 else x
                     only = torch.zeros_like(a)
@@ -169,6 +173,8 @@ def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callab
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        bar.update(1)
+    bar.close()
     metrics = {"kind": kind, "train_mse_last50": float(np.mean(losses[-50:])), "iterations": cfg.iterations,
                "batch_size": cfg.batch_size, "size": cfg.size, "lr": cfg.lr, "seed": cfg.seed,
                "wall_time_s": round(time.perf_counter() - t0, 1)}
@@ -176,15 +182,11 @@ def train_proxy(kind: str, cfg: ProxyTrainConfig | None = None, pipeline: Callab
 
 
 def _cache_path(kind: str, cfg: ProxyTrainConfig) -> Path:
-    from ispbench.paths import cache_dir
-
     return cache_dir() / "proxies" / f"finishing_proxy_{kind}_it{cfg.iterations}_b{cfg.batch_size}_s{cfg.size}_seed{cfg.seed}.pt"
 
 
 def proxy_path(kind: str, cfg: ProxyTrainConfig | None = None) -> Path:
     """Where a trained proxy is looked up: shipped weights first, then the cache (keyed by the recipe)."""
-    from ispbench.paths import WEIGHTS_DIR
-
     shipped = WEIGHTS_DIR / f"finishing_proxy_{kind}.pt"
     if shipped.is_file():
         return shipped
@@ -193,18 +195,48 @@ def proxy_path(kind: str, cfg: ProxyTrainConfig | None = None) -> Path:
 
 def get_proxy(kind: str, cfg: ProxyTrainConfig | None = None, retrain: bool = False, progress: bool = False) -> tuple[nn.Module, dict]:
     """Load the cached/shipped proxy of ``kind``, or train it (CPU, minutes) and cache it."""
-    from ispbench import atomic
-
     cfg = cfg or ProxyTrainConfig()
     path = proxy_path(kind, cfg)
     if path.is_file() and not retrain:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        model = MonolithicProxy() if kind == "monolithic" else CascadedProxy()
-        model.load_state_dict(state["state_dict"])
-        return model.eval(), state["metrics"]
+        return load_proxy(path, kind)
     model, metrics = train_proxy(kind, cfg, progress=progress)
     atomic.torch_save({"state_dict": model.state_dict(), "metrics": metrics}, _cache_path(kind, cfg))
     return model, metrics
+
+
+def load_proxy(path: str | Path, kind: str = "") -> tuple[nn.Module, dict]:
+    """A trained proxy file -> (proxy in eval mode, its training metrics); ``kind`` default: the file's own."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    kind = kind or state["metrics"]["kind"]
+    model = MonolithicProxy() if kind == "monolithic" else CascadedProxy()
+    model.load_state_dict(state["state_dict"])
+    return model.eval(), state["metrics"]
+
+
+@dataclass
+class ProxyTrainArgs:
+    """Arguments of ``ispbench train proxy``."""
+
+    kind: str = "cascaded"
+    """``monolithic`` (one UNet for the whole pipeline) or ``cascaded`` (one small proxy per module)"""
+    training: ProxyTrainConfig = field(default_factory=ProxyTrainConfig)
+    """the training recipe"""
+    out: str = ""
+    """where the trained proxy goes (empty = the cache file :func:`get_proxy` looks up for this recipe)"""
+    progress: bool = True
+    """show a tqdm progress bar"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ispbench train proxy [--field value ...]``: train a proxy and write it atomically."""
+    args = parse(ProxyTrainArgs, argv, prog="ispbench train proxy", description=(__doc__ or "").splitlines()[0])
+    out = Path(args.out) if args.out else _cache_path(args.kind, args.training)
+    print(f"output: {out.resolve()}", file=sys.stderr)
+    model, metrics = train_proxy(args.kind, args.training, progress=args.progress)
+    atomic.torch_save({"state_dict": model.state_dict(), "metrics": metrics}, out)
+    print(json.dumps(metrics, indent=1))
+    finish_run("ispbench.finishing_baselines.proxy:load_proxy", out)
+    return 0
 
 
 @dataclass
@@ -244,4 +276,4 @@ def proxy_search(proxy: nn.Module, images: torch.Tensor, goals: torch.Tensor, it
 
 
 __all__ = ["MonolithicProxy", "CascadedProxy", "MODULES", "ProxyTrainConfig", "train_proxy", "get_proxy", "proxy_path",
-           "proxy_search", "ProxyResult"]
+           "proxy_search", "ProxyResult", "load_proxy", "ProxyTrainArgs"]

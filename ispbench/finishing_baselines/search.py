@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ispbench.ops.finishing import finish
+
 Pipeline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 N_PARAMS = 9
 
@@ -32,8 +34,6 @@ N_PARAMS = 9
 def _pipeline(pipeline: Pipeline | None) -> Pipeline:
     if pipeline is not None:
         return pipeline
-    from ispbench.ops.finishing import finish
-
     return finish
 
 

@@ -36,7 +36,7 @@ from torch import Tensor
 from ispbench.ops import modules as M
 from ispbench.ops.color import luminance
 from ispbench.ops.executor import apply_stage
-
+from ispbench.results import write_results
 
 # ------------------------------------------------------------------------- reference implementations
 
@@ -135,21 +135,21 @@ def run(size: int, batches: list[int], repeats: int, device: str, references: bo
             floor = x.clone
             for name in M.MODULE_NAMES:
                 p = _random_params(name, batch, dev, gen)
-                add(name, batch, lambda n=name, p=p: M.apply(n, x, p), floor, M.MODULE_COST_MS[name])
+                add(name, batch, lambda n=name, p=p, x=x: M.apply(n, x, p), floor, M.MODULE_COST_MS[name])
             if references:
                 s = torch.full((batch,), 0.5, device=dev)
-                add("denoise (unfold reference)", batch, lambda: nlm_unfold_reference(x, s), floor)
+                add("denoise (unfold reference)", batch, lambda x=x, s=s: nlm_unfold_reference(x, s), floor)
                 q = _random_params("sharpen_blur", batch, dev, gen)
-                add("sharpen_blur (unfold reference)", batch, lambda: sharpen_unfold_reference(x, q), floor)
+                add("sharpen_blur (unfold reference)", batch, lambda x=x, q=q: sharpen_unfold_reference(x, q), floor)
             if batch > 1:
                 pool = [i for i, n in enumerate(M.MODULE_NAMES) if n != "denoise"]
                 idx = torch.tensor([pool[b % len(pool)] for b in range(batch)], device=dev)
                 params = torch.cat([
                     torch.stack([F.pad(_random_params(M.MODULE_NAMES[i], 1, dev, gen)[0], (0, M.MAX_PARAMS - M.n_params(M.MODULE_NAMES[i]))) for i in idx.tolist()])
                 ])
-                add("executor: one module per sample", batch, lambda: apply_stage(x, idx, params), floor)
+                add("executor: one module per sample", batch, lambda x=x, idx=idx, params=params: apply_stage(x, idx, params), floor)
 
-                def all_modules():  # the authors' code: every module on every sample, keep one
+                def all_modules(x=x, idx=idx, params=params, pool=pool, batch=batch):  # the authors' code: all modules, keep one
                     outs = [M.apply(M.MODULE_NAMES[i], x, params[:, : M.n_params(M.MODULE_NAMES[i])]) for i in pool]
                     onehot = F.one_hot(idx, len(M.MODULE_NAMES))[:, pool].to(x.dtype).T.reshape(len(pool), batch, 1, 1, 1)
                     return (torch.stack(outs) * onehot).sum(0)
@@ -185,8 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.size, args.batches, args.repeats, args.device, references=not args.no_references)
 
     import pandas as pd
-
-    from ispbench.results import write_results
 
     df = pd.DataFrame(rows)
     print(df.to_string(index=False))

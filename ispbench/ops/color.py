@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -34,16 +35,48 @@ def _check_image(image: Tensor, name: str = "image") -> None:
 def luminance(image: Tensor) -> Tensor:
     """Luminance ``0.27 R + 0.67 G + 0.06 B`` (AdaptiveISP eq. 20).
 
+    Each product is rounded, then they are summed left to right, ``(0.27 R + 0.67 G) + 0.06 B``:
+    bit for bit what ``(image * w).sum(1, keepdim=True)`` gives, without the full-size weighted
+    temporary (and unlike ``add(..., alpha=w)``, which may fuse a multiply-add).
+
     Args:
         image: ``(B, 3, H, W)``.
 
     Returns:
         ``(B, 1, H, W)``, same dtype and device.
+
+    Example:
+        >>> luminance(torch.ones(1, 3, 2, 2)).flatten().tolist()  # doctest: +SKIP
+        [1.0, 1.0, 1.0, 1.0]
     """
     _check_image(image)
     r, g, b = image[:, 0:1], image[:, 1:2], image[:, 2:3]
-    # three 1/3-size passes instead of a full-size weighted temporary
-    return torch.mul(r, LUM_WEIGHTS[0]).add_(g, alpha=LUM_WEIGHTS[1]).add_(b, alpha=LUM_WEIGHTS[2])
+    return torch.mul(r, LUM_WEIGHTS[0]).add_(torch.mul(g, LUM_WEIGHTS[1])).add_(torch.mul(b, LUM_WEIGHTS[2]))
+
+
+def luminance_np(image: np.ndarray) -> np.ndarray:
+    """NumPy counterpart of :func:`luminance` for channel-last images: ``0.27 R + 0.67 G + 0.06 B``.
+
+    Same order of operations as :func:`luminance` (products, then a left-to-right sum), computed
+    in the image's dtype (the weights are cast to it).
+
+    Args:
+        image: ``(..., 3)`` float array (e.g. ``(H, W, 3)``), RGB.
+
+    Returns:
+        ``(...)``, the image's dtype.
+
+    Example:
+        >>> luminance_np(np.ones((2, 2, 3), np.float32)).shape
+        (2, 2)
+    """
+    image = np.asarray(image)
+    if image.ndim < 1 or image.shape[-1] != 3:
+        raise ValueError(f"image must have shape (..., 3), got {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"image must be a floating-point array, got {image.dtype}")
+    w = np.asarray(LUM_WEIGHTS, dtype=image.dtype)
+    return w[0] * image[..., 0] + w[1] * image[..., 1] + w[2] * image[..., 2]
 
 
 def rgb_to_hsv(image: Tensor, eps: float = 1e-8) -> Tensor:

@@ -59,6 +59,9 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from ispbench.ops.color import luminance
+from ispbench.ops.finishing_np import SLIDER_NAMES
+
 __all__ = [
     "SLIDER_NAMES",
     "SLIDER_RANGES",
@@ -69,18 +72,6 @@ __all__ = [
     "finish_params",
 ]
 
-#: The nine sliders, in the order the pipeline applies them.
-SLIDER_NAMES: tuple[str, ...] = (
-    "exposure",
-    "wb_r",
-    "wb_g",
-    "wb_b",
-    "saturation",
-    "contrast",
-    "highlights",
-    "shadows",
-    "texture",
-)
 NUM_SLIDERS = len(SLIDER_NAMES)
 
 #: The natural-unit range of each slider. Action -1 maps to the first value, +1 to the second,
@@ -111,7 +102,6 @@ SLIDER_UNITS: Mapping[str, str] = {
 }
 
 _LUMA_SAT = (0.299, 0.587, 0.114)  # Rec.601 luma, as torchvision.adjust_saturation / cv2 RGB2GRAY
-_LUMA_CONTRAST = (0.27, 0.67, 0.06)  # AdaptiveISP eq. 20 / the authors' rgb2lum
 _V_EPS = 1e-4
 
 
@@ -144,7 +134,7 @@ def scale_actions(actions: torch.Tensor) -> torch.Tensor:
     noise are clipped to the action box as well).
 
     Args:
-        actions: ``(B, 9)`` float tensor, order :data:`SLIDER_NAMES`.
+        actions: ``(B, 9)`` float tensor, order :data:`~ispbench.ops.finishing_np.SLIDER_NAMES`.
 
     Returns:
         ``(B, 9)`` parameters in natural units (:data:`SLIDER_RANGES`): exposure EV, three WB gains,
@@ -184,8 +174,7 @@ def _pointwise(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     x = (x + (p[:, 4:5] - 1.0) * (x - grey)).clamp(0.0, 1.0)
 
     # 4. contrast (cosine S-curve on luminance, applied as a per-pixel gain)
-    w = torch.tensor(_LUMA_CONTRAST, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    lum = (x * w).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
+    lum = luminance(x).clamp(0.0, 1.0)  # AdaptiveISP eq. 20 / the authors' rgb2lum
     gain = (0.5 - 0.5 * torch.cos(math.pi * lum)) / (lum + 1e-6)
     x = (x + p[:, 5:6] * (x * gain - x)).clamp(0.0, 1.0)
 
@@ -229,7 +218,7 @@ def finish_params(image: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
     Args:
         image: ``(B, 3, H, W)`` float RGB in [0, 1] (display-referred), ``H, W >= 2``.
-        params: ``(B, 9)`` natural-unit parameters, order :data:`SLIDER_NAMES`. Not clamped:
+        params: ``(B, 9)`` natural-unit parameters, order :data:`~ispbench.ops.finishing_np.SLIDER_NAMES`. Not clamped:
             values outside :data:`SLIDER_RANGES` extrapolate the formulas.
 
     Returns:
@@ -272,7 +261,7 @@ def finish(image: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
 
     Args:
         image: ``(B, 3, H, W)`` float RGB in [0, 1], display-referred (sRGB-like).
-        actions: ``(B, 9)`` in [-1, 1] (clamped), order :data:`SLIDER_NAMES`; zeros = identity.
+        actions: ``(B, 9)`` in [-1, 1] (clamped), order :data:`~ispbench.ops.finishing_np.SLIDER_NAMES`; zeros = identity.
 
     Returns:
         ``(B, 3, H, W)`` finished image in [0, 1].

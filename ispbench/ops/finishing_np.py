@@ -31,7 +31,8 @@ import numpy as np
 
 __all__ = ["SLIDER_NAMES", "scale_actions", "finish"]
 
-#: The nine sliders, in the order the pipeline applies them (as in :mod:`ispbench.ops.finishing`).
+#: The nine sliders, in the order both pipelines apply them. Defined here, in the module that imports
+#: neither torch nor ispbench (the black box), and imported by :mod:`ispbench.ops.finishing`.
 SLIDER_NAMES: tuple[str, ...] = (
     "exposure",
     "wb_r",

@@ -286,7 +286,7 @@ def evaluate_map(
     tps: dict[int, list[np.ndarray]] = {}
     n_gt: dict[int, int] = {}
     n_pred: dict[int, int] = {}
-    for p, g, size in zip(preds, gts, sizes):
+    for p, g, size in zip(preds, gts, sizes, strict=True):
         g_cls, g_box = _gt_to_pixels(g, size)
         p_cls = p[:, 5].astype(np.int64)
         for c in np.unique(g_cls):

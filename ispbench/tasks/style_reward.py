@@ -121,7 +121,7 @@ def style_score(
     if image.shape != goal.shape:
         raise ValueError(f"image and goal must have the same shape, got {tuple(image.shape)} and {tuple(goal.shape)}")
     gram_term = sum(
-        (gram(fi) - gram(fg)).flatten(1).norm(dim=1) for fi, fg in zip(extractor(image), extractor(goal))
+        (gram(fi) - gram(fg)).flatten(1).norm(dim=1) for fi, fg in zip(extractor(image), extractor(goal), strict=True)
     )
     (yi, uvi), (yg, uvg) = yuv_histograms(image), yuv_histograms(goal)
     return gram_term + lambda_y * (yi - yg).norm(dim=1) + lambda_uv * (uvi - uvg).norm(dim=1)
@@ -129,7 +129,7 @@ def style_score(
 
 def content_distance(image: Tensor, reference: Tensor, extractor: Callable[[Tensor], list[Tensor]]) -> Tensor:
     """``sum_i || F_i[reference] - F_i[image] ||_2`` over the extractor's layers: ``-> (B,)``."""
-    return sum((fi - fr).flatten(1).norm(dim=1) for fi, fr in zip(extractor(image), extractor(reference)))
+    return sum((fi - fr).flatten(1).norm(dim=1) for fi, fr in zip(extractor(image), extractor(reference), strict=True))
 
 
 def stylization_reward(

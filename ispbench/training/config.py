@@ -53,7 +53,7 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
                 and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
             docs[node.target.id] = " ".join(nxt.value.value.split())
@@ -155,22 +155,30 @@ def flat_dict(cfg: Any) -> dict[str, Any]:
     return {name: _get(cfg, path) for name, (path, _, _, _) in _leaf_table(type(cfg)).items()}
 
 
-def build_parser(cls: type, *, prog: str, description: str = "") -> argparse.ArgumentParser:
-    """The ``argparse`` parser of dataclass ``cls`` (see the module docstring for the syntax)."""
+def build_parser(cls: type, *, prog: str, description: str = "", base: Any = None) -> argparse.ArgumentParser:
+    """The ``argparse`` parser of dataclass ``cls`` (see the module docstring for the syntax).
+
+    ``base``: an instance of ``cls`` whose values are the defaults (default: the field defaults),
+    e.g. ``Args(method="attention")`` for a second command sharing one dataclass.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     groups: dict[type, Any] = {}
-    for name, (_, typ, f, owner) in _leaf_table(cls).items():
+    for name, (path, typ, f, owner) in _leaf_table(cls).items():
         if owner is cls:
             target = parser
         else:
             if owner not in groups:
-                doc = (inspect.getdoc(owner) or "").split("\n\n")[0]
+                parent = cls
+                for part in path[:-2]:
+                    parent = get_type_hints(parent)[part]
+                # the docstring under the nested field, else the nested class's summary
+                doc = field_docs(parent).get(path[-2]) or (inspect.getdoc(owner) or "").split("\n\n")[0]
                 groups[owner] = parser.add_argument_group(owner.__name__, " ".join(doc.split()))
             target = groups[owner]
         flag = "--" + name.replace("_", "-")
         help_text = field_docs(owner).get(name, " ")
-        default = _default(f)
+        default = _default(f) if base is None else _get(base, path)
         if typ is bool:
             target.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
@@ -178,9 +186,13 @@ def build_parser(cls: type, *, prog: str, description: str = "") -> argparse.Arg
     return parser
 
 
-def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, description: str = "") -> T:
-    """Command line -> ``cls``: every leaf field is ``--field-name``; booleans ``--x`` / ``--no-x``."""
-    namespace = build_parser(cls, prog=prog, description=description).parse_args(argv)
+def parse(cls: type[T], argv: Sequence[str] | None = None, *, prog: str, description: str = "",
+          base: T | None = None) -> T:
+    """Command line -> ``cls``: every leaf field is ``--field-name``; booleans ``--x`` / ``--no-x``.
+
+    ``base``: an instance of ``cls`` giving the defaults instead of the field defaults.
+    """
+    namespace = build_parser(cls, prog=prog, description=description, base=base).parse_args(argv)
     table = _leaf_table(cls)
     return _build(cls, {table[name][0]: value for name, value in vars(namespace).items()})
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ispbench.data.common import COCO80_CATEGORY_IDS, COCO80_NAMES
+from ispbench.data.prepared import COCO80_CATEGORY_IDS, COCO80_NAMES
 
 H, W = 32, 48  # raw fixture size (even, landscape)
 

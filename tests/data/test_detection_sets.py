@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ispbench.data.common import (
-    FORMAT_VERSION, IMAGE_FORMAT, DatasetMissingError, collate_detection, write_labels, write_manifest,
-    write_png16, write_split,
-)
 from ispbench.data import detection_sets as ev
+from ispbench.data.preparation import write_labels, write_manifest, write_png16, write_split
+from ispbench.data.prepared import FORMAT_VERSION, IMAGE_FORMAT, DatasetMissingError, collate_detection
 
 
 @pytest.fixture

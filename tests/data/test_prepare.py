@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from ispbench.data.common import DatasetFormatError, UnsafeArchiveError, extract_archive, read_labels, read_split
+from ispbench.data.preparation import UnsafeArchiveError, extract_archive
 from ispbench.data.prepare import main
+from ispbench.data.prepared import DatasetFormatError, read_labels, read_split
 
 
 def needs(module: str, attr: str):

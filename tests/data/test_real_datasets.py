@@ -9,26 +9,28 @@ import pytest
 import torch
 
 from ispbench.data import REAL_DATASETS, get_dataset
-from ispbench.data.common import (
-    COCO80_NAMES,
-    COCO91_TO_80,
-    DatasetFormatError,
-    DatasetMissingError,
+from ispbench.data.lod import LOD_TO_COCO80, LODDataset, parse_voc_xml
+from ispbench.data.oneplus import parse_labelme, read_bayer_png
+from ispbench.data.preparation import (
     coco_xywh_to_cxcywh_norm,
-    collate_detection,
-    collate_finishing,
     demosaic_bilinear,
-    read_labels,
-    read_png16,
-    resize_sample,
     write_labels,
     write_manifest,
     write_png16,
     write_split,
     xyxy_to_cxcywh_norm,
 )
-from ispbench.data.lod import LOD_TO_COCO80, LODDataset, parse_voc_xml
-from ispbench.data.oneplus import parse_labelme, read_bayer_png
+from ispbench.data.prepared import (
+    COCO80_NAMES,
+    COCO91_TO_80,
+    DatasetFormatError,
+    DatasetMissingError,
+    collate_detection,
+    collate_finishing,
+    read_labels,
+    read_png16,
+    resize_sample,
+)
 
 from .conftest import labelme_json, voc_xml
 
@@ -261,7 +263,7 @@ def test_resize_sample_rejects_bad_arguments():
 
 
 def test_read_exif_from_dng_fixture(tmp_path):
-    from ispbench.data.common import read_exif
+    from ispbench.data.preparation import read_exif
 
     from .conftest import _tifffile_dng, bayer_fixture
 

@@ -52,7 +52,7 @@ def test_boxes_inside_image_and_match_objects():
         boxes, labels, masks = scene["boxes"], scene["labels"], scene["masks"]
         assert len(boxes) == len(labels) == len(masks)
         assert labels.min(initial=0) >= 0 and labels.max(initial=0) < len(sd.CLASS_NAMES)
-        for (cx, cy, w, h), mask in zip(boxes, masks):
+        for (cx, cy, w, h), mask in zip(boxes, masks, strict=True):
             assert 0 < w <= 1 and 0 < h <= 1
             assert cx - w / 2 >= -1e-6 and cx + w / 2 <= 1 + 1e-6
             assert cy - h / 2 >= -1e-6 and cy + h / 2 <= 1 + 1e-6

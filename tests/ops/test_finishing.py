@@ -207,3 +207,7 @@ def test_numpy_module_does_not_import_torch():
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
     assert "torch" not in names and "ispbench" not in names
+
+
+def test_both_pipelines_share_one_slider_list():
+    assert finishing_np.SLIDER_NAMES is SLIDER_NAMES

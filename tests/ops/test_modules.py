@@ -336,7 +336,7 @@ def test_gradcheck_image_and_params(name):
     fast = name in ("denoise", "sharpen_blur")  # random projections: the full Jacobian is slow here
     for variant in (("paper", "code") if name in ("white_balance", "saturation") else ("paper",)):
         assert torch.autograd.gradcheck(
-            lambda a, b: apply(name, a, b, variant=variant), (x, p), eps=1e-6, atol=1e-5, fast_mode=fast
+            lambda a, b, variant=variant: apply(name, a, b, variant=variant), (x, p), eps=1e-6, atol=1e-5, fast_mode=fast
         )
 
 

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ispbench.tasks import detection
-from ispbench.tasks.detection import (
-    FrozenDetector,
-    _boxes_from_letterbox,
-    _targets_to_letterbox,
-    cross_detector_eval,
-    evaluate_isp,
-    letterbox,
-)
+from ispbench.tasks import detector
+from ispbench.tasks.detection_eval import collate_letterboxed, cross_detector_eval, evaluate_isp
+from ispbench.tasks.detector import DEFAULT_WEIGHTS, FrozenDetector
 
 SIZE = 64
 
@@ -68,7 +62,7 @@ def test_batchnorm_statistics_untouched_even_after_train(det_unfused):
     assert bn, "the unfused model keeps its BatchNorm layers"
     before = [m.running_mean.clone() for m in bn]
     d.per_image_loss(torch.rand(2, 3, SIZE, SIZE), _targets()[:2]).sum()
-    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, bn))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, bn, strict=True))
 
 
 def test_per_image_loss_equals_loss_of_image_alone(det):
@@ -151,7 +145,7 @@ def test_missing_weights_name_the_path_and_command(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="nope.pt") as err:
         FrozenDetector(missing)
     assert "ispbench train detector" in str(err.value)
-    monkeypatch.setattr(detection, "DEFAULT_WEIGHTS", tmp_path / "embedded_yolo.pt")
+    monkeypatch.setattr(detector, "DEFAULT_WEIGHTS", tmp_path / "embedded_yolo.pt")
     with pytest.raises(FileNotFoundError, match="embedded_yolo.pt") as err:
         FrozenDetector()
     assert "`ispbench train detector`" in str(err.value)
@@ -169,28 +163,6 @@ def test_loads_an_ultralytics_checkpoint_file(tmp_path, det_unfused):
     assert loaded.names == {0: "disc", 1: "box", 2: "triangle"} and loaded.weights == path
     x = torch.rand(2, 3, SIZE, SIZE)
     torch.testing.assert_close(loaded.per_image_loss(x, _targets()[:2]), src.per_image_loss(x, _targets()[:2]))
-
-
-def test_rect_canvas_like_ultralytics_val():
-    assert detection.rect_canvas(160, 160, 160) == (192, 192)
-    assert detection.rect_canvas(341, 512, 512) == (384, 544)
-    out, _, (top, left) = letterbox(torch.rand(1, 3, 40, 80), 64, rect=True)
-    assert out.shape[-2:] == (64, 96) and (top, left) == (16, 16)
-
-
-def test_letterbox_round_trip():
-    img = torch.rand(1, 3, 48, 96)
-    out, scale, (top, left) = letterbox(img, 64)
-    assert out.shape == (1, 3, 64, 64) and scale == pytest.approx(64 / 96) and (top, left) == (16, 0)
-    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.1, 0.9, 0.1, 0.1]])
-    lb = _targets_to_letterbox(boxes, (48, 96), (32, 64), (top, left), 64)
-    px = torch.cat([(lb[:, :2] - lb[:, 2:] / 2) * 64, (lb[:, :2] + lb[:, 2:] / 2) * 64], 1)
-    det = torch.cat([px, torch.ones(2, 1), torch.zeros(2, 1)], 1)
-    back = _boxes_from_letterbox(det, (48, 96), (32, 64), (top, left))
-    ref = torch.cat([(boxes[:, :2] - boxes[:, 2:] / 2), (boxes[:, :2] + boxes[:, 2:] / 2)], 1) * torch.tensor(
-        [96, 48, 96, 48]
-    )
-    torch.testing.assert_close(back[:, :4], ref, atol=1e-4, rtol=1e-5)
 
 
 def _fake_dataset():
@@ -267,8 +239,8 @@ def _val_items(detector: FrozenDetector):
 
 
 def _embedded_or_skip() -> FrozenDetector:
-    if not Path(detection.DEFAULT_WEIGHTS).is_file():
-        pytest.skip(f"embedded detector not built ({detection.DEFAULT_WEIGHTS}); run `ispbench train detector`")
+    if not Path(DEFAULT_WEIGHTS).is_file():
+        pytest.skip(f"embedded detector not built ({DEFAULT_WEIGHTS}); run `ispbench train detector`")
     return FrozenDetector()
 
 
@@ -277,8 +249,6 @@ def test_trained_detector_prefers_clean_images():
     items, _ = _val_items(d)
     if items is None:
         pytest.skip("the embedded detector's training data is not on this machine")
-    from ispbench.tasks.detection import collate_letterboxed
-
     x, t = collate_letterboxed(items[:8], int(d.train_args.get("imgsz", 256)), d.stride)
     g = torch.Generator().manual_seed(0)
     corrupted = (x * 0.05 + 0.25 * torch.randn(x.shape, generator=g)).clamp(0, 1)
@@ -300,7 +270,7 @@ def test_evaluate_isp_matches_ultralytics_val(tmp_path):
 
     for rect in (True, False):
         ours = evaluate_isp(None, items, d, batch_size=16, imgsz=imgsz, rect=rect)
-        v = YOLO(str(detection.DEFAULT_WEIGHTS)).val(
+        v = YOLO(str(DEFAULT_WEIGHTS)).val(
             data=str(data_yaml), split="val", imgsz=imgsz, batch=16, conf=0.001, iou=0.6, plots=False,
             device="cpu", workers=0, project=str(tmp_path), name=f"val{rect}", verbose=False, rect=rect,
         )

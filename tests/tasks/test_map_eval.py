@@ -53,7 +53,7 @@ def _pycocotools_stats(gts, preds, size, n_classes):
     h, w = size
     images, annotations, dets = [], [], []
     ann_id = 1
-    for i, (g, p) in enumerate(zip(gts, preds)):
+    for i, (g, p) in enumerate(zip(gts, preds, strict=True)):
         images.append({"id": i + 1, "width": w, "height": h})
         for c, cx, cy, bw, bh in g:
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
@@ -211,7 +211,7 @@ def test_ultralytics_method_matches_ultralytics_metrics(seed):
     iouv = torch.linspace(0.5, 0.95, 10)
     fake = SimpleNamespace(iouv=iouv)
     tps, confs, pcls, tcls = [], [], [], []
-    for g, p in zip(gts, preds):
+    for g, p in zip(gts, preds, strict=True):
         p = p[np.argsort(-p[:, 4], kind="mergesort")]
         gb = np.stack([(g[:, 1] - g[:, 3] / 2) * w, (g[:, 2] - g[:, 4] / 2) * h,
                        (g[:, 1] + g[:, 3] / 2) * w, (g[:, 2] + g[:, 4] / 2) * h], 1) if len(g) else np.zeros((0, 4))

@@ -32,18 +32,13 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from ispbench import ops
+from ispbench.ops.color import luminance
+
 from .networks import STATE_SIZE
 
-#: Luminance weights (paper eq. 20).
-LUM_WEIGHTS = (0.27, 0.67, 0.06)
 #: Index of the "skip" entry in executor module indices (stopped sample / stage not run).
 SKIP = -1
-
-
-def _ops():
-    from ispbench import ops
-
-    return ops
 
 
 def _check_images(x: torch.Tensor, name: str = "images") -> None:
@@ -54,12 +49,6 @@ def _check_images(x: torch.Tensor, name: str = "images") -> None:
 
 
 # --------------------------------------------------------------------------- states
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) -> (B, H, W), eq. 20."""
-    w = x.new_tensor(LUM_WEIGHTS).view(1, 3, 1, 1)
-    return (x * w).sum(1)
-
-
 def image_stats(x: torch.Tensor) -> torch.Tensor:
     """Mean luminance, contrast (std of luminance) and saturation (mean HSV S) per image, (B, 3)."""
     _check_images(x)
@@ -189,7 +178,6 @@ def apply_modules(
             exposure) keeps values above 1 so that the over-exposure penalty sees them.
     """
     _check_images(x)
-    ops = _ops()
     if module_names is not None and list(module_names) != list(ops.MODULE_NAMES):
         raise ValueError(f"apply_modules: module_names must equal ispbench.ops.MODULE_NAMES, got {module_names}")
     if module_index.shape != (x.shape[0],):
@@ -204,7 +192,7 @@ def detection_reward(
     """``(clip(L_in, 0, c) - clip(L_out, 0, c)) * scale / c`` (eq. 4 with the authors' clipping, x100).
 
     ``c = loss_clip = 1`` is the authors' form (their YOLOv3 loss lies mostly in [0, 1]). An
-    ultralytics v8-style loss is of order 1-10 (see :mod:`ispbench.tasks.detection`), so the
+    ultralytics v8-style loss is of order 1-10 (see :mod:`ispbench.tasks.detector`), so the
     trainer lets ``c`` follow the detector; dividing by ``c`` keeps the reward range 0-100.
     """
     c = float(loss_clip)
@@ -220,7 +208,6 @@ def reuse_penalty(used: torch.Tensor, module_index: torch.Tensor, weight: float 
 
 def module_costs(module_names: list[str] | None = None) -> torch.Tensor:
     """Run-time cost in ms of each module (paper Table 4, :data:`ispbench.ops.MODULE_COST_MS`), (N,)."""
-    ops = _ops()
     names = list(module_names or ops.MODULE_NAMES)
     return torch.tensor([float(ops.MODULE_COST_MS[n]) for n in names])
 

@@ -56,7 +56,7 @@ class PolicyRun:
     @property
     def stage_ms(self) -> list[float]:
         """Per stage, policy + ISP wall time per image (ms)."""
-        return [p + i for p, i in zip(self.policy_ms, self.isp_ms)]
+        return [p + i for p, i in zip(self.policy_ms, self.isp_ms, strict=True)]
 
 
 def load_policy(path: str | Path | None = None, device: str = "cpu") -> PolicyNet:
@@ -162,7 +162,7 @@ def run_policy(
 def make_isp_fn(
     policy: PolicyNet, T: int = 5, stages: int | None = None, forbid_reuse: bool | None = None
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``linear (B, 3, H, W) -> output (B, 3, H, W)`` for :func:`ispbench.tasks.detection.evaluate_isp`."""
+    """``linear (B, 3, H, W) -> output (B, 3, H, W)`` for :func:`ispbench.tasks.detection_eval.evaluate_isp`."""
 
     def isp(linear: torch.Tensor) -> torch.Tensor:
         return run_policy(policy, linear, T, stages=stages, forbid_reuse=forbid_reuse).outputs

@@ -38,16 +38,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ispbench import ops
+
 #: Side length of the down-sampled image both networks see.
 STATE_SIZE = 64
 #: Width of the flattened CNN features (256 channels x 4 x 4).
 N_FEATURES = 4096
-
-
-def _ops():
-    from ispbench import ops
-
-    return ops
 
 
 class FeatureExtractor(nn.Module):
@@ -114,7 +110,7 @@ class PolicyNet(nn.Module):
         #: config so that inference applies the same rule the policy was trained with.
         self.mask_reuse = bool(mask_reuse)
         if module_names is None:
-            module_names = list(_ops().MODULE_NAMES)
+            module_names = list(ops.MODULE_NAMES)
         if param_heads not in {"per_module", "shared"}:
             raise ValueError(f"PolicyNet: param_heads must be 'per_module' or 'shared', got {param_heads!r}")
         self.module_names = list(module_names)
@@ -123,7 +119,7 @@ class PolicyNet(nn.Module):
         self.n_actions = self.n_modules + int(self.use_stop)
         self.param_heads = param_heads
         if param_sizes is None:
-            param_sizes = {name: int(_ops().n_params(name)) for name in self.module_names}
+            param_sizes = {name: int(ops.n_params(name)) for name in self.module_names}
         self.param_sizes = {name: int(param_sizes[name]) for name in self.module_names}
         self.in_channels = 3 + self.n_modules + 1
         unknown = set(disabled_modules) - set(self.module_names)
@@ -163,7 +159,7 @@ class PolicyNet(nn.Module):
             last = head if isinstance(head, nn.Linear) else head[-1]
             nn.init.normal_(last.weight, std=1e-3)
             with torch.no_grad():
-                last.bias.copy_(_ops().identity_raw(name, self.param_sizes[name]))
+                last.bias.copy_(ops.identity_raw(name, self.param_sizes[name]))
 
     def config(self) -> dict:
         """Constructor arguments, stored with checkpoints so :func:`load_policy` can rebuild the net."""
@@ -205,7 +201,6 @@ class PolicyNet(nn.Module):
 
     def module_params(self, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map raw head outputs into each module's range with :func:`ispbench.ops.squash` (tanh)."""
-        ops = _ops()
         return {name: ops.squash(name, value) for name, value in raw.items()}
 
 

@@ -30,31 +30,40 @@ training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clippi
 ``out_dir/last.pt``; a rerun with the same ``out_dir`` resumes from there and gives the same result
 as an uninterrupted run. Metrics go to ``out_dir/metrics.csv``; ``--export PATH`` writes the
 inference-only policy (float16) that :func:`ispbench.methods.adaptiveisp.inference.load_policy` reads.
+At the end the policy is scored on ``--final-eval-images`` validation images (mean detector loss of
+input and output, ``summary.json``'s ``final_eval``; 0 skips it). Data, detector, targets and the
+learning-rate schedule come from :mod:`ispbench.training.detection`.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import dataclasses
-import io
 import json
-import math
 import platform
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ispbench import atomic
+from ispbench import atomic, ops
+from ispbench.detection_baselines.models import default_weights, load_baseline
 from ispbench.seeding import seed_everything
+from ispbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ispbench.training.config import flat_dict, parse
+from ispbench.training.detection import (
+    DetectionSettings,
+    build_detector,
+    learning_rate,
+    load_sample,
+    make_targets,
+    train_dataset,
+)
+from ispbench.training.run import MetricsLog, finish_run, progress_bar, start_run
 
 from . import agent
+from .inference import run_policy
 from .networks import PolicyNet, ValueNet, entropy
 
 
@@ -66,28 +75,10 @@ class Args:
     """name of the run (used in the default ``out_dir``)"""
     seed: int = 0
     """seed of every random number generator (data order, sampling, dropout, initialisation)"""
-    device: str = "cpu"
-    """torch device of the nets, the ISP and the detector"""
     threads: int = 0
     """torch CPU threads (0 = torch's default)"""
-    data_root: str = ""
-    """root of the embedded detection data (empty = the package default), or of a prepared real dataset
-    (with ``dataset``)"""
-    dataset: str = ""
-    """``""`` / ``embedded``: the embedded synthetic set; ``lod``, ``oneplus``, ``coco_raw``: that prepared real
-    dataset under ``data_root`` (its ``train`` split, COCO-80 labels: use a COCO detector)"""
-    light: str = "low"
-    """``low`` or ``normal``: which embedded train split"""
-    n_train: int = 0
-    """use only the first ``n_train`` training images (0 = all)"""
-    detector_weights: str = ""
-    """frozen detector checkpoint (empty = ``ispbench/weights/embedded_yolo.pt``)"""
-    detector_yaml: str = ""
-    """build a randomly initialised detector from this ultralytics model YAML instead (tests, smoke)"""
-    detector_nc: int = 0
-    """number of classes of the YAML detector (0 = the embedded data's class count)"""
-    imgsz: int = 160
-    """side of the square images the ISP processes and the detector sees (512 in the paper; 160 = the embedded detector's)"""
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
+    """training data and frozen detector"""
     batch_size: int = 8
     """states per iteration (8 in the paper)"""
     iterations: int = 100_000
@@ -168,81 +159,12 @@ class Args:
     """at the end, write the inference-only float16 policy here (e.g. ``ispbench/weights/adaptiveisp_embedded.pt``)"""
     progress_bar: bool = True
     """show a tqdm progress bar"""
+    final_eval_images: int = 8
+    """at the end, score the policy on this many validation images (mean detector loss of the input and of the
+    policy's output, in ``summary.json``; 0 = skip)"""
 
 
 # ----------------------------------------------------------------------------- helpers
-def parse_args(argv: list[str] | None = None) -> Args:
-    """Command line -> :class:`Args`; every field is ``--field-name`` (bools: ``--x / --no-x``)."""
-    parser = argparse.ArgumentParser(prog="ispbench train adaptiveisp", description=__doc__.split("\n\n")[0])
-    docs = _field_docs(Args)
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default, help=docs.get(f.name))
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag, dest=f.name, type=typ, default=f.default, help=docs.get(f.name))
-    return Args(**vars(parser.parse_args(argv)))
-
-
-def _field_docs(cls) -> dict[str, str]:
-    """Docstrings written under dataclass fields (read from the source)."""
-    import inspect
-
-    lines = inspect.getsource(cls).splitlines()
-    docs, last = {}, None
-    for line in lines:
-        s = line.strip()
-        if ":" in s and "=" in s and not s.startswith('"'):
-            last = s.split(":")[0]
-        elif s.startswith('"""') and last:
-            docs[last] = s.strip('"')
-            last = None
-    return docs
-
-
-def learning_rate(args: Args, iteration: int) -> float:
-    """``lr * 0.1 ** (3 * iteration / iterations)`` (x0.1 per third) or constant."""
-    if not args.lr_decay or args.iterations <= 0:
-        return args.lr
-    return args.lr * 0.1 ** (3.0 * iteration / args.iterations)
-
-
-def build_detector(args: Args, nc_default: int):
-    """The frozen detector: weights file, or a random-init YAML model (smoke/tests)."""
-    from ispbench.tasks.detection import FrozenDetector
-
-    if args.detector_yaml:
-        return FrozenDetector(None, model_yaml=args.detector_yaml, nc=args.detector_nc or nc_default, imgsz=args.imgsz, device=args.device)
-    return FrozenDetector(args.detector_weights or None, imgsz=args.imgsz, device=args.device)
-
-
-def train_dataset(args) -> torch.utils.data.Dataset:
-    """The training split: embedded ``train`` of ``args.light`` images, or the real ``args.dataset``'s
-    ``train`` split under ``args.data_root`` (see :func:`ispbench.data.detection_sets.load_detection_split`); first ``n_train`` items."""
-    from ispbench.data.detection_sets import load_detection_split
-
-    name = getattr(args, "dataset", "") or "embedded"
-    return load_detection_split(args.data_root, name, "train", args.n_train, args.imgsz, light=args.light)
-
-
-def load_sample(dataset, index: int, imgsz: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One dataset item -> (image (3, imgsz, imgsz) linear, labels (n, 5) class cx cy w h)."""
-    item = dataset[index]
-    img = item["image"].float().unsqueeze(0)
-    if img.shape[-2:] != (imgsz, imgsz):
-        img = F.interpolate(img, size=(imgsz, imgsz), mode="bilinear", align_corners=False, antialias=True)
-    boxes = torch.as_tensor(item["boxes"], dtype=torch.float32).reshape(-1, 4)
-    labels = torch.as_tensor(item["labels"], dtype=torch.float32).reshape(-1, 1)
-    return img[0].clamp(0, 1), torch.cat([labels, boxes], 1)
-
-
-def make_targets(labels: list[torch.Tensor]) -> torch.Tensor:
-    """Per-image (n, 5) label tensors -> (N, 6) rows ``batch_index, class, cx, cy, w, h``."""
-    rows = [torch.cat([torch.full((len(l), 1), float(i)), l], 1) for i, l in enumerate(labels)]
-    return torch.cat(rows, 0) if rows else torch.zeros(0, 6)
-
-
 class ReplayPool:
     """Images at intermediate ISP stages (authors' code: a pool of 128).
 
@@ -294,44 +216,44 @@ def export_policy(policy: PolicyNet, path: str | Path, *, metadata: dict | None 
     return atomic.torch_save(payload, path)
 
 
-def _rng_state(gen: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(), "generator": gen.get_state()}
+@torch.no_grad()
+def final_evaluation(policy: PolicyNet, detector, settings: DetectionSettings, n_images: int, T: int,
+                     batch_size: int = 8) -> dict:
+    """Mean per-image detector loss of the first ``n_images`` validation images, as input and after the policy.
 
-
-def _set_rng_state(state: dict, gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    gen.set_state(state["generator"])
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys = list(rows[0].keys())
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic.write_text(path, buf.getvalue())
+    The policy runs greedily (test time, :func:`.inference.run_policy`); a lower ``val_loss_policy``
+    than ``val_loss_input`` means the learned ISP helps the frozen detector. Cheap by design (a
+    handful of images); the notebooks report mAP.
+    """
+    dataset = train_dataset(settings, split="val", n_images=n_images)
+    device = next(policy.parameters()).device
+    was_training = policy.training
+    loss_in, loss_out = [], []
+    for first in range(0, len(dataset), batch_size):
+        samples = [load_sample(dataset, i, settings.imgsz) for i in range(first, min(first + batch_size, len(dataset)))]
+        x = torch.stack([s[0] for s in samples]).to(device)
+        targets = make_targets([s[1] for s in samples]).to(device)
+        loss_in.append(detector.per_image_loss(x, targets).float().cpu())
+        loss_out.append(detector.per_image_loss(run_policy(policy, x, T).outputs, targets).float().cpu())
+    policy.train(was_training)
+    li, lo = torch.cat(loss_in), torch.cat(loss_out)
+    return {"split": "val", "images": len(dataset), "val_loss_input": float(li.mean()), "val_loss_policy": float(lo.mean()),
+            "val_improved_frac": float((lo < li).float().mean())}
 
 
 # ----------------------------------------------------------------------------- training
 def train(args: Args) -> dict:
     """Run (or resume) training; returns a summary dict (also written to ``out_dir/summary.json``)."""
-    from ispbench.data.synthetic_detection import CLASS_NAMES
-    from ispbench import ops
-
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out_dir = Path(args.out_dir or f"runs/adaptiveisp/{args.exp_name}__{args.seed}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = start_run(args.out_dir or f"runs/adaptiveisp/{args.exp_name}__{args.seed}")
     gen = seed_everything(args.seed)
-    device = torch.device(args.device)
+    settings = args.detection
+    device = torch.device(settings.device)
+    imgsz = settings.imgsz
 
-    dataset = train_dataset(args)
-    real = bool(args.dataset) and args.dataset != "embedded"
-    detector = build_detector(args, 80 if real else len(CLASS_NAMES))
+    dataset = train_dataset(settings)
+    detector = build_detector(settings)
 
     names = list(ops.MODULE_NAMES)
     n_modules = len(names)
@@ -339,8 +261,6 @@ def train(args: Args) -> dict:
     policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled,
                        mask_reuse=args.mask_reuse).to(device)
     if args.param_init == "hpo":
-        from ispbench.detection_baselines.hpo import default_weights, load_baseline
-
         hpo = load_baseline(args.param_init_weights or default_weights("hpo"))
         set_ = policy.init_head_biases({k: v.detach().float() for k, v in hpo.raw.items()})
         print(f"param_init=hpo: head biases of {set_} from the HPO baseline", file=sys.stderr)
@@ -357,41 +277,43 @@ def train(args: Args) -> dict:
     )
     value_opt = torch.optim.Adam(value.parameters(), lr=args.lr)
     costs = agent.module_costs(names)
-    pool = ReplayPool(args.pool_size, n_modules, args.imgsz, dataset, gen)
+    pool = ReplayPool(args.pool_size, n_modules, imgsz, dataset, gen)
     if args.batch_size > args.pool_size:
         raise ValueError(f"batch_size ({args.batch_size}) must not exceed pool_size ({args.pool_size})")
 
     start, rows, elapsed_before, loss_clip = 0, [], 0.0, float(args.loss_clip)
-    ckpt_path = out_dir / "last.pt"
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    generators = {"pool": gen}
+    ckpt = load_checkpoint(out_dir, resume=args.resume)
+    if ckpt is not None:
         policy.load_state_dict(ckpt["policy"])
         value.load_state_dict(ckpt["value"])
         policy_opt.load_state_dict(ckpt["policy_opt"])
         value_opt.load_state_dict(ckpt["value_opt"])
         pool.load_state_dict(ckpt["pool"])
-        _set_rng_state(ckpt["rng"], gen)
+        restore_rng_state(ckpt["rng"], generators)
         start, rows, elapsed_before = ckpt["iteration"], ckpt["metrics"], ckpt.get("elapsed_s", 0.0)
         loss_clip = ckpt["loss_clip"]
-        print(f"resumed from {ckpt_path} at iteration {start}", file=sys.stderr)
+        print(f"resumed from {out_dir / 'last.pt'} at iteration {start} of {args.iterations}", file=sys.stderr)
+    log = MetricsLog(out_dir, rows)
+    rows = log.rows
 
     def save(iteration: int, elapsed: float) -> None:
-        atomic.torch_save(
+        save_checkpoint(
+            out_dir,
             {
                 "iteration": iteration,
-                "args": asdict(args),
+                "args": flat_dict(args),
                 "policy_config": policy.config(),
                 "policy": policy.state_dict(),
                 "value": value.state_dict(),
                 "policy_opt": policy_opt.state_dict(),
                 "value_opt": value_opt.state_dict(),
                 "pool": pool.state_dict(),
-                "rng": _rng_state(gen),
+                "rng": rng_state(generators),
                 "metrics": rows,
                 "elapsed_s": elapsed,
                 "loss_clip": loss_clip,
             },
-            ckpt_path,
         )
 
     @torch.no_grad()
@@ -410,16 +332,12 @@ def train(args: Args) -> dict:
     t0 = time.perf_counter()
     acc: dict[str, float] = {}
     counts = torch.zeros(policy.n_actions)
-    bar = None
-    if args.progress_bar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=args.iterations, initial=start, desc="adaptiveisp", dynamic_ncols=True)
+    bar = progress_bar(args.iterations, start, "adaptiveisp", enabled=args.progress_bar)
     policy.train()
     value.train()
     end = args.iterations if not args.stop_after else min(args.iterations, start + args.stop_after)
     for it in range(start, end):
-        lr = learning_rate(args, it)
+        lr = learning_rate(args.lr, it, args.iterations, args.lr_decay)
         for opt in (policy_opt, value_opt):
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -530,37 +448,39 @@ def train(args: Args) -> dict:
             action_names = names + (["stop"] if args.use_stop else [])
             freq = counts / counts.sum().clamp(min=1)
             row.update({f"freq_{n}": float(freq[i]) for i, n in enumerate(action_names)})
-            rows.append(row)
-            _write_metrics(out_dir / "metrics.csv", rows)
+            log.append(row)
             acc, counts = {}, torch.zeros(policy.n_actions)
-            if bar is not None:
-                bar.set_postfix(reward=f"{row['reward']:.2f}", L_out=f"{row['loss_out']:.3f}")
-        if bar is not None:
-            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward']:.2f}", L_out=f"{row['loss_out']:.3f}")
+        bar.update(1)
         if (it + 1) % args.checkpoint_every == 0 or it + 1 in (args.iterations, end):
             save(it + 1, elapsed_before + time.perf_counter() - t0)
         if args.snapshot_every and (it + 1) % args.snapshot_every == 0:
             export_policy(policy, out_dir / f"policy_it{it + 1}.pt", metadata={
-                "train_args": asdict(args), "iterations": it + 1,
+                "train_args": flat_dict(args), "iterations": it + 1,
                 "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)})
-    if bar is not None:
-        bar.close()
+    bar.close()
 
     elapsed = elapsed_before + time.perf_counter() - t0
     summary = {
-        "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": asdict(args), "loss_clip": loss_clip,
+        "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": flat_dict(args), "loss_clip": loss_clip,
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}, threads {torch.get_num_threads()}",
         "last_metrics": rows[-1] if rows else {},
     }
+    finished = end == args.iterations
+    if args.export and finished:
+        export_policy(policy, args.export, metadata={"train_args": flat_dict(args), "iterations": args.iterations, "elapsed_s": round(elapsed, 1)})
+    if finished and args.final_eval_images > 0:
+        summary["final_eval"] = final_evaluation(policy, detector, settings, args.final_eval_images, args.T)
+        print(f"final evaluation: {json.dumps(summary['final_eval'])}", file=sys.stderr)
     atomic.write_json(out_dir / "summary.json", summary)
-    if args.export and end == args.iterations:
-        export_policy(policy, args.export, metadata={"train_args": asdict(args), "iterations": args.iterations, "elapsed_s": round(elapsed, 1)})
+    finish_run("ispbench.methods.adaptiveisp.inference:load_policy",
+               args.export if args.export and finished else out_dir / "last.pt")
     return {"policy": policy, "value": value, "metrics": rows, "summary": summary, "out_dir": out_dir}
 
 
 def main(argv: list[str] | None = None) -> int:
     """``ispbench train adaptiveisp [--field value ...]``."""
-    args = parse_args(argv)
+    args = parse(Args, argv, prog="ispbench train adaptiveisp", description=__doc__.split("\n\n")[0])
     result = train(args)
     print(json.dumps(result["summary"]["last_metrics"], indent=1))
     return 0

@@ -3,13 +3,17 @@
 * :mod:`.env`: the black-box tuning environment (reward, truncation, query counting).
 * :mod:`.state`: the pre-computed state parts (64x64 images, histograms, statistics, pyramid, history).
 * :mod:`.networks`: dual-path CNN encoder, actor and twin critics, Table 4 ablation switches.
-* :mod:`.td3`: TD3, replay buffer, :class:`Policy` and the inference loop :func:`tune`.
+* :mod:`.td3`: the TD3 algorithm (:class:`TD3`, :class:`TD3Config`).
+* :mod:`.buffer`: the replay buffer (batched, vectorised ``add``).
+* :mod:`.inference`: the deployable :class:`Policy` and the inference loop :func:`tune`.
 * :mod:`.train`: the one-file trainer (``ispbench train rlpixtuner``).
 """
 
 from ispbench.methods.rlpixtuner.env import FinishingEnv, Observation
+from ispbench.methods.rlpixtuner.inference import Policy, Trajectory, tune
 from ispbench.methods.rlpixtuner.networks import ABLATIONS, NetConfig
-from ispbench.methods.rlpixtuner.td3 import TD3, Policy, TD3Config, Trajectory, tune
+from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
+from ispbench.paths import WEIGHTS_DIR
 
 __all__ = ["FinishingEnv", "Observation", "ABLATIONS", "NetConfig", "TD3", "TD3Config", "Policy", "Trajectory", "tune",
            "shipped_weights"]
@@ -17,8 +21,6 @@ __all__ = ["FinishingEnv", "Observation", "ABLATIONS", "NetConfig", "TD3", "TD3C
 
 def shipped_weights(name: str = "rlpixtuner_embedded.pt"):
     """Path of a checkpoint shipped in ``ispbench/weights`` (a clear error if it is missing)."""
-    from ispbench.paths import WEIGHTS_DIR
-
     path = WEIGHTS_DIR / name
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights {path} not found; train with `ispbench train rlpixtuner` "

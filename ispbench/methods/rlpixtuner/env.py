@@ -32,6 +32,7 @@ from typing import Callable
 import torch
 
 from ispbench.methods.rlpixtuner.state import N_PARAMS, StateLayout, build_vec, image_features
+from ispbench.ops.finishing import finish
 from ispbench.tasks.finishing_metrics import psnr
 
 Pipeline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -39,8 +40,6 @@ Pipeline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def default_pipeline() -> Pipeline:
     """``ispbench.ops.finishing.finish``."""
-    from ispbench.ops.finishing import finish
-
     return finish
 
 

@@ -30,14 +30,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ispbench.ops.color import luminance
+
 POLICY_SIZE = 64
 N_PARAMS = 9
-
-
-def luminance(img: torch.Tensor) -> torch.Tensor:
-    """``(B, 3, H, W)`` -> ``(B, 1, H, W)``: ``0.27 R + 0.67 G + 0.06 B``."""
-    w = img.new_tensor([0.27, 0.67, 0.06]).view(1, 3, 1, 1)
-    return (img * w).sum(1, keepdim=True)
 
 
 def resize_to(img: torch.Tensor, size: int = POLICY_SIZE) -> torch.Tensor:
@@ -166,4 +162,4 @@ def build_vec(cur: dict[str, torch.Tensor], goal: dict[str, torch.Tensor], param
 
 
 __all__ = ["StateLayout", "image_features", "build_vec", "rgb_histograms", "photo_stats",
-           "laplacian_pyramid_features", "luminance", "resize_to", "POLICY_SIZE"]
+           "laplacian_pyramid_features", "resize_to", "POLICY_SIZE"]

@@ -1,5 +1,7 @@
-"""TD3 (Fujimoto et al. 2018) as RLPixTuner uses it (Sec. 3.4, eqs. 5-12, App. C.1), plus the
-replay buffer and the inference loop :func:`tune`.
+"""TD3 (Fujimoto et al. 2018) as RLPixTuner uses it (Sec. 3.4, eqs. 5-12, App. C.1).
+
+The replay buffer is :mod:`.buffer`; the deployable policy and the inference loop :func:`tune`
+are :mod:`.inference`.
 
 * twin critics, target ``y = r + gamma (1 - d) min_i Q_i,targ(s', a')`` (eq. 5/8);
 * target policy smoothing ``a' = clip(mu_targ(s') + clip(N(0, target_noise), -c, c), -1, 1)``
@@ -24,16 +26,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ispbench.methods.rlpixtuner.env import FinishingEnv, Observation, Pipeline
+from ispbench.methods.rlpixtuner.buffer import Batch
+from ispbench.methods.rlpixtuner.env import Observation
 from ispbench.methods.rlpixtuner.networks import Actor, Critic, NetConfig, StateEncoder
 from ispbench.methods.rlpixtuner.state import N_PARAMS
-from ispbench.tasks.finishing_metrics import psnr
 
 
 @dataclass
@@ -50,98 +51,6 @@ class TD3Config:
     grad_clip: float = 10.0
     action_l2: float = 0.0
     bc_weight: float = 0.0
-
-
-class Batch(NamedTuple):
-    """A sampled batch of transitions (images as float in [0, 1])."""
-
-    obs: Observation
-    action: torch.Tensor
-    reward: torch.Tensor
-    next_obs: Observation
-    done: torch.Tensor
-    goal_action: torch.Tensor | None = None  # (B, 9) known parameters of the goal, NaN where unknown
-
-
-class ReplayBuffer:
-    """Ring buffer of transitions; 64x64 images stored as uint8, vectors as float32.
-
-    Sampling uses its own ``np.random.Generator`` (saved in :meth:`state_dict`), so a resumed
-    run draws the same batches.
-    """
-
-    def __init__(self, capacity: int, vec_dim: int, size: int = 64, seed: int = 0) -> None:
-        self.capacity, self.vec_dim, self.size = int(capacity), int(vec_dim), int(size)
-        s = (self.capacity, 3, size, size)
-        self.cur = np.zeros(s, np.uint8)
-        self.nxt = np.zeros(s, np.uint8)
-        self.goal = np.zeros(s, np.uint8)
-        self.vec = np.zeros((self.capacity, vec_dim), np.float32)
-        self.next_vec = np.zeros((self.capacity, vec_dim), np.float32)
-        self.action = np.zeros((self.capacity, N_PARAMS), np.float32)
-        self.reward = np.zeros(self.capacity, np.float32)
-        self.done = np.zeros(self.capacity, np.float32)
-        self.goal_action = np.full((self.capacity, N_PARAMS), np.nan, np.float32)
-        self.pos, self.full = 0, False
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return self.capacity if self.full else self.pos
-
-    @staticmethod
-    def _u8(x: torch.Tensor) -> np.ndarray:
-        return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
-
-    def add(self, obs: Observation, action: torch.Tensor, reward: torch.Tensor, next_obs: Observation,
-            done: torch.Tensor, goal_action: torch.Tensor | None = None) -> None:
-        """Append transitions; ``goal_action`` ``(n, 9)``: the known parameters that produced the goal
-        (hindsight label, used by ``TD3Config.bc_weight``), NaN/None where unknown."""
-        n = action.shape[0]
-        for i in range(n):
-            j = self.pos
-            self.goal_action[j] = goal_action[i].numpy() if goal_action is not None else np.nan
-            self.cur[j] = self._u8(obs.cur64[i])
-            self.goal[j] = self._u8(obs.goal64[i])
-            self.nxt[j] = self._u8(next_obs.cur64[i])
-            self.vec[j] = obs.vec[i].numpy()
-            self.next_vec[j] = next_obs.vec[i].numpy()
-            self.action[j] = action[i].numpy()
-            self.reward[j] = float(reward[i])
-            self.done[j] = float(done[i])
-            self.pos = (self.pos + 1) % self.capacity
-            self.full = self.full or self.pos == 0
-
-    def sample(self, batch_size: int) -> Batch:
-        idx = self.rng.integers(0, len(self), size=batch_size)
-
-        def img(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a[idx]).float() / 255.0
-
-        goal = img(self.goal)
-        return Batch(
-            Observation(img(self.cur), goal, torch.from_numpy(self.vec[idx])),
-            torch.from_numpy(self.action[idx]),
-            torch.from_numpy(self.reward[idx]),
-            Observation(img(self.nxt), goal, torch.from_numpy(self.next_vec[idx])),
-            torch.from_numpy(self.done[idx]),
-            torch.from_numpy(self.goal_action[idx]),
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        n = len(self)
-        return {"capacity": self.capacity, "pos": self.pos, "full": self.full, "rng": self.rng.bit_generator.state,
-                **{k: getattr(self, k)[:n].copy() for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action")}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["capacity"] != self.capacity:
-            raise ValueError(f"buffer capacity {state['capacity']} in checkpoint != {self.capacity}")
-        for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action"):
-            if k not in state:  # checkpoints written before goal_action existed
-                continue
-            arr = state[k]
-            getattr(self, k)[: len(arr)] = arr
-        self.pos, self.full = int(state["pos"]), bool(state["full"])
-        self.rng.bit_generator.state = state["rng"]
 
 
 class TD3:
@@ -243,7 +152,7 @@ class TD3:
         """EMA of all target networks (eqs. 10-12), ``tau = 1 - rho``."""
         tau = self.cfg.tau
         for net, targ in ((self.encoder, self.encoder_targ), (self.actor, self.actor_targ), (self.critic, self.critic_targ)):
-            for p, pt in zip(net.parameters(), targ.parameters()):
+            for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
                 pt.mul_(1 - tau).add_(p, alpha=tau)
 
     # -- (de)serialisation -----------------------------------------------------------------
@@ -266,96 +175,4 @@ class TD3:
         self.n_updates = int(state["n_updates"])
 
 
-class Policy(torch.nn.Module):
-    """The deployable policy: encoder + actor, ``Observation -> (B, 9)`` actions."""
-
-    def __init__(self, net: NetConfig) -> None:
-        super().__init__()
-        self.net_cfg = net
-        self.encoder = StateEncoder(net)
-        self.actor = Actor(net)
-
-    @torch.no_grad()
-    def forward(self, obs: Observation) -> torch.Tensor:
-        return self.actor(self.encoder(obs), obs.vec[:, self.encoder.slices["params"]][:, :N_PARAMS])
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Policy":
-        pol = cls(NetConfig(**state["net_config"]))
-        pol.encoder.load_state_dict(state["encoder"])
-        pol.actor.load_state_dict(state["actor"])
-        return pol.eval()
-
-    @classmethod
-    def load(cls, path: str) -> "Policy":
-        """Load a policy from a shipped weights file or a training checkpoint."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if "policy" in state:
-            state = state["policy"]
-        elif "agent" in state:
-            state = state["agent"]
-        return cls.from_state(state)
-
-
-class Trajectory(NamedTuple):
-    """Result of :func:`tune` for a batch of ``B`` images over ``T`` steps."""
-
-    actions: torch.Tensor  # (T, B, 9): the parameters queried at each step
-    psnrs: torch.Tensor  # (T + 1, B): PSNR to the goal of I_0 ... I_T
-    images: list[torch.Tensor] | None  # T + 1 images (B, 3, H, W) if keep_images
-    queries: torch.Tensor  # (B,) pipeline queries used
-    final: torch.Tensor  # (B, 3, H, W) I_T
-    best: torch.Tensor  # (B, 3, H, W) the image of highest PSNR among I_1 ... I_T
-    best_actions: torch.Tensor  # (B, 9)
-    best_step: torch.Tensor  # (B,) 1-based step of the best image
-
-    @property
-    def final_psnr(self) -> torch.Tensor:
-        return self.psnrs[-1]
-
-    @property
-    def best_psnr(self) -> torch.Tensor:
-        return self.psnrs[1:].max(0).values
-
-
-@torch.no_grad()
-def tune(policy: torch.nn.Module | TD3, image: torch.Tensor, goal: torch.Tensor, steps: int = 10,
-         pipeline: Pipeline | None = None, keep_images: bool = False) -> Trajectory:
-    """Tune the pipeline toward ``goal`` with a trained policy: ``steps`` black-box queries.
-
-    The policy sees 64x64 copies (plus full-resolution pyramid features and statistics); every
-    parameter vector it outputs is applied to the **full-resolution** ``image``. Starts from the
-    identity (zero parameters), so exactly ``steps`` queries are made per image. Both the final
-    step and the best over the trajectory are returned: the authors' evaluation reports the
-    *best* PSNR over the 10 steps (which peeks at the goal to pick); report both.
-
-    Args:
-        policy: a :class:`Policy` (or a :class:`TD3` agent).
-        image, goal: ``(B, 3, H, W)`` in [0, 1].
-    """
-    if image.dim() == 3:
-        image, goal = image[None], goal[None]
-    net_cfg = policy.net_cfg
-    env = FinishingEnv(pipeline, max_steps=net_cfg.max_steps, init="zero", min_mean=-1.0, max_mean=2.0, saturation=2.0)
-    if steps > net_cfg.max_steps:
-        raise ValueError(f"steps ({steps}) must be <= the policy's max_steps ({net_cfg.max_steps})")
-    obs = env.reset(image, goal)
-    psnrs, acts, imgs = [env.psnr.clone()], [], [env.current.clone()] if keep_images else None
-    best, best_p = env.current.clone(), torch.full((image.shape[0],), -1e9)
-    best_a, best_step = torch.zeros(image.shape[0], N_PARAMS), torch.zeros(image.shape[0], dtype=torch.long)
-    for t in range(steps):
-        a = policy.act(obs) if isinstance(policy, TD3) else policy(obs).cpu()
-        obs, _, _, _ = env.step(a)
-        p = env.psnr.clone()
-        better = p > best_p
-        best[better], best_p[better], best_a[better] = env.current[better], p[better], a[better]
-        best_step[better] = t + 1
-        psnrs.append(p)
-        acts.append(a)
-        if keep_images:
-            imgs.append(env.current.clone())
-    return Trajectory(torch.stack(acts), torch.stack(psnrs), imgs, env.episode_queries.clone(), env.current.clone(),
-                      best, best_a, best_step)
-
-
-__all__ = ["TD3", "TD3Config", "ReplayBuffer", "Batch", "Policy", "Trajectory", "tune"]
+__all__ = ["TD3", "TD3Config"]

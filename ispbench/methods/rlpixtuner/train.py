@@ -1,30 +1,27 @@
 """Train an RLPixTuner TD3 policy on embedded photos (Random-Target), CleanRL style, in one file.
 
-    python -m ispbench.methods.rlpixtuner.train --total-steps 20000 --out-dir runs/rlpixtuner
+    ispbench train rlpixtuner --total-steps 20000 --out-dir runs/rlpixtuner
     ispbench train rlpixtuner --ablation naive --total-steps 2000
 
 Loop: ``n_envs`` random crops of the training photos with random goals (``PhotoCrops``) run a
 10-step episode in lock-step; each step every live sample takes ``mu(s) + N(0, sigma)`` (uniform
 random actions before ``learning_starts``), transitions go to
-the replay buffer (truncated ones too, as terminal transitions, unless ``--store-truncated false``:
+the replay buffer (truncated ones too, as terminal transitions, unless ``--no-store-truncated``:
 the paper's setting), and ``updates_per_step`` TD3 updates follow. Every ``eval_every`` env steps the
 deterministic policy is evaluated on a fixed held-out set; every ``checkpoint_every`` env steps
-(at an episode boundary) a checkpoint is written atomically with the networks, optimisers,
-replay buffer, step counters and every RNG state, so ``--resume`` continues the exact run.
-Metrics go to ``<out_dir>/log.csv``; the policy of the evaluation with the best final-step PSNR so far
+(at an episode boundary) ``<out_dir>/last.pt`` is written atomically with the networks, optimisers,
+step counters, metrics and every RNG state (and, with ``--save-buffer``, the replay buffer, so that
+``--resume`` continues the exact run; without it a resumed run refills the buffer first).
+Metrics go to ``<out_dir>/metrics.csv``; the policy of the evaluation with the best final-step PSNR so far
 is also written to ``<out_dir>/best_policy.pt`` (model selection on the held-out validation crops).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import dataclasses
 import json
-import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +30,15 @@ import torch
 
 from ispbench import atomic
 from ispbench.data.photos import PhotoCrops, random_target_eval_set
-from ispbench.methods.rlpixtuner.env import FinishingEnv, Observation
+from ispbench.methods.rlpixtuner.buffer import ReplayBuffer
+from ispbench.methods.rlpixtuner.env import FinishingEnv
+from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.networks import ABLATIONS, NetConfig
-from ispbench.methods.rlpixtuner.td3 import TD3, Policy, ReplayBuffer, TD3Config, tune
+from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
 from ispbench.seeding import seed_everything
+from ispbench.training.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ispbench.training.config import flat_dict, parse
+from ispbench.training.run import MetricsLog, finish_run, progress_bar, start_run
 
 
 @dataclass
@@ -51,31 +53,15 @@ class Args:
     """episode length = pipeline queries per image (paper: 10)"""
     batch_size: int = 64
     """TD3 minibatch size (paper: 64)"""
-    actor_lr: float = 1e-4
-    """actor learning rate (paper: 1e-4)"""
-    critic_lr: float = 2e-4
-    """critic (and shared encoder) learning rate (paper: 2e-4)"""
-    gamma: float = 0.9
-    """discount factor (paper: 0.9)"""
-    tau: float = 0.01
-    """target EMA rate, 1 - rho (paper: rho = 0.99)"""
+    td3: TD3Config = field(default_factory=TD3Config)
+    """TD3 hyper-parameters (the paper's App. C.1): ``--actor-lr`` (1e-4), ``--critic-lr`` (critic and shared
+    encoder, 2e-4), ``--gamma`` (0.9), ``--tau`` (target EMA rate 1 - rho, 0.01), ``--target-noise`` (0.2),
+    ``--target-noise-clip`` (0.5, TD3's default), ``--policy-delay`` (2), ``--grad-clip`` (10), ``--action-l2``
+    (HER-style action penalty, 0 = off) and ``--bc-weight`` (hindsight goal regression, not in the paper, 0 = off:
+    every Random-Target goal is rendered from known parameters ``a_g``; adds ``bc_weight * mse(mu(s), a_g)`` to
+    every update)"""
     exploration_noise: float = 0.1
     """std of the Gaussian exploration noise on actions (paper: 0.1)"""
-    target_noise: float = 0.2
-    """std of the target-policy smoothing noise (paper: 0.2)"""
-    target_noise_clip: float = 0.5
-    """clip c of the target-policy noise (not in the paper; TD3's default)"""
-    policy_delay: int = 2
-    """critic updates per actor update (paper: 2)"""
-    action_l2: float = 0.0
-    """HER-style penalty action_l2 * mean(a^2) in the actor loss (not in the paper; 0 = off)"""
-    bc_weight: float = 0.0
-    """hindsight goal regression (not in the paper; 0 = off): every Random-Target goal is an image the
-    black box rendered from known parameters ``a_g`` (exactly what hindsight relabelling of a reached
-    image gives), and with absolute-parameter actions ``a_g`` is the reward-maximising action from any
-    state. Adds ``bc_weight * mse(mu(s), a_g)`` to every update, through actor and encoder (GCSL /
-    TD3+BC style); the TD3 actor and critic losses are unchanged. Goals without known parameters
-    (expert goals) get no such term"""
     updates_per_step: float = 0.25
     """gradient updates per environment transition"""
     reward_scale: float = 0.1
@@ -116,17 +102,18 @@ class Args:
     threads: int = 1
     """torch CPU threads (1 is fastest on a shared, oversubscribed CPU)"""
     out_dir: str = "runs/rlpixtuner"
-    """where log.csv, checkpoints and the final policy go"""
+    """run folder: metrics.csv, the checkpoint last.pt, the final and the best policy"""
     checkpoint_every: int = 5_000
     """env steps between checkpoints (0: only at the end)"""
     eval_every: int = 5_000
     """env steps between held-out evaluations (0: only at the end)"""
     eval_images: int = 16
     """held-out Random-Target pairs per evaluation"""
-    save_buffer: bool = True
-    """include the replay buffer in checkpoints (needed for an exact resume)"""
+    save_buffer: bool = False
+    """include the replay buffer in checkpoints (needed for an exact resume; ~175 MB at the shipped recipe's size).
+    Without it a resumed run refills the buffer before updating again"""
     resume: bool = False
-    """continue from <out_dir>/checkpoint.pt if it exists"""
+    """continue from <out_dir>/last.pt if it exists"""
     max_minutes: float = 0.0
     """stop (after a checkpoint) once this much wall time has passed (0: no limit)"""
     progress: bool = True
@@ -140,13 +127,6 @@ class Args:
                          feature_dim=self.feature_dim, max_steps=self.max_steps, residual_actor=self.residual_actor,
                          residual_scale=self.residual_scale)
 
-    @property
-    def td3_config(self) -> TD3Config:
-        return TD3Config(actor_lr=self.actor_lr, critic_lr=self.critic_lr, gamma=self.gamma, tau=self.tau,
-                         target_noise=self.target_noise, target_noise_clip=self.target_noise_clip,
-                         policy_delay=self.policy_delay, action_l2=self.action_l2,
-                         bc_weight=self.bc_weight)
-
 
 def evaluate(policy: Any, eval_set: Any, steps: int = 10, batch: int = 16) -> dict[str, float]:
     """Mean final-step and best-of-trajectory PSNR of ``policy`` on an eval set (see :func:`tune`)."""
@@ -159,19 +139,13 @@ def evaluate(policy: Any, eval_set: Any, steps: int = 10, batch: int = 16) -> di
     return {"psnr_final": float(f.mean()), "psnr_best": float(b.mean()), "psnr_input": float(i0.clamp_max(100).mean())}
 
 
-def _rng_state(np_rng: np.random.Generator, torch_gen: torch.Generator) -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy_global": np.random.get_state(), "torch_global": torch.get_rng_state(),
-            "data": np_rng.bit_generator.state, "explore": torch_gen.get_state()}
-
-
 def train(args: Args) -> dict[str, Any]:
     """Run training; returns the final metrics. See the module docstring."""
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(args.out_dir)
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     net_cfg = args.net_config
-    agent = TD3(net_cfg, args.td3_config, args.device, seed=args.seed)
+    agent = TD3(net_cfg, args.td3, args.device, seed=args.seed)
     env = FinishingEnv(max_steps=args.max_steps, reward_scale=args.reward_scale, init=args.init, layout=net_cfg.layout)
     data = PhotoCrops("train", size=args.image_size, seed=args.seed, goal_scale=args.goal_scale)
     eval_set = random_target_eval_set("heldout", n=args.eval_images, size=args.image_size, seed=10_000 + args.seed,
@@ -179,48 +153,40 @@ def train(args: Args) -> dict[str, Any]:
     buffer = ReplayBuffer(args.buffer_size, net_cfg.layout.dim, seed=args.seed)
     data_rng = np.random.default_rng([args.seed, 1])
     explore_gen = torch.Generator().manual_seed(args.seed + 7)
-    step, episodes, update_credit, wall = 0, 0, 0.0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    if args.resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    generators = {"data": data_rng, "explore": explore_gen, "buffer": buffer.rng}
+    step, episodes, update_credit, wall, rows = 0, 0, 0.0, 0.0, []
+    min_buffer = args.batch_size  # transitions the buffer must hold before updates (more while refilling)
+    ck = load_checkpoint(out, resume=args.resume)
+    if ck is not None:
         if ck["args"]["ablation"] != args.ablation or ck["args"]["seed"] != args.seed:
-            raise ValueError(f"{ckpt_path} was written with ablation={ck['args']['ablation']!r}, seed={ck['args']['seed']}")
+            raise ValueError(f"{checkpoint_path(out)} was written with ablation={ck['args']['ablation']!r}, "
+                             f"seed={ck['args']['seed']}; this run has ablation={args.ablation!r}, seed={args.seed}")
         agent.load_state_dict(ck["agent"])
         if "buffer" in ck:
             buffer.load_state_dict(ck["buffer"])
-        rs = ck["rng"]
-        random.setstate(rs["python"]), np.random.set_state(rs["numpy_global"]), torch.set_rng_state(rs["torch_global"])
-        data_rng.bit_generator.state = rs["data"]
-        explore_gen.set_state(rs["explore"])
+        restore_rng_state(ck["rng"], generators)
         step, episodes, update_credit, wall = ck["step"], ck["episodes"], ck["update_credit"], ck["wall_time_s"]
-        env.queries = ck["queries"]
+        env.queries, rows = ck["queries"], ck["metrics"]
+        print(f"resumed from {checkpoint_path(out)} at step {step} of {args.total_steps}", file=sys.stderr)
+        if "buffer" not in ck:
+            min_buffer = min(args.buffer_size, max(args.batch_size, args.learning_starts))
+            print(f"the checkpoint has no replay buffer (written without --save-buffer): refilling it with "
+                  f"{min_buffer} transitions of the current policy before updating again (not an exact continuation)",
+                  file=sys.stderr)
 
-    log_path = out / "log.csv"
     fields = ["step", "episodes", "updates", "queries", "wall_s", "ep_psnr_init", "ep_psnr_final", "ep_psnr_best",
               "ep_reward", "truncated_frac", "critic_loss", "q", "actor_loss", "bc_loss", "eval_psnr_final", "eval_psnr_best", "eval_psnr_input"]
-    if not (args.resume and log_path.exists()):
-        with log_path.open("w", newline="") as fh:
-            csv.writer(fh).writerow(fields)
-    else:  # drop log rows written after the checkpoint we resume from
-        rows = list(csv.DictReader(log_path.open()))
-        keep = [r for r in rows if int(r["step"]) <= step]
-        with atomic.atomic_open(log_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader(), w.writerows(keep)
+    log = MetricsLog(out, rows, fieldnames=fields)
 
     def checkpoint() -> None:
-        state = {"args": dataclasses.asdict(args), "agent": agent.state_dict(), "step": step, "episodes": episodes,
+        state = {"args": flat_dict(args), "agent": agent.state_dict(), "step": step, "episodes": episodes,
                  "update_credit": update_credit, "wall_time_s": wall, "queries": env.queries,
-                 "rng": _rng_state(data_rng, explore_gen)}
+                 "rng": rng_state(generators), "metrics": log.rows}
         if args.save_buffer:
             state["buffer"] = buffer.state_dict()
-        atomic.torch_save(state, ckpt_path)
+        save_checkpoint(out, state)
 
-    bar = None
-    if args.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=args.total_steps, initial=step, desc=f"rlpixtuner[{args.ablation}]", file=sys.stderr)
+    bar = progress_bar(args.total_steps, step, f"rlpixtuner[{args.ablation}]", enabled=args.progress)
     t_start = time.perf_counter() - wall
     last: dict[str, float] = {}
     best_eval = -float("inf")
@@ -230,7 +196,7 @@ def train(args: Args) -> dict[str, Any]:
         x, goal, goal_actions = data.sample(data_rng, args.n_envs)
         obs = env.reset(x, goal, generator=explore_gen)
         psnr0, ep_reward, n_trunc, ep_best = env.psnr.clone(), torch.zeros(args.n_envs), 0, env.psnr.clone()
-        for t in range(args.max_steps):
+        for _ in range(args.max_steps):
             alive = env.alive.clone()
             if step < args.learning_starts:
                 action = torch.rand(args.n_envs, 9, generator=explore_gen) * 2 - 1
@@ -247,10 +213,9 @@ def train(args: Args) -> dict[str, Any]:
             ep_best = torch.maximum(ep_best, torch.where(alive, env.psnr, ep_best))
             n_new = int(alive.sum())
             step += n_new
-            if bar is not None:
-                bar.update(n_new)
+            bar.update(n_new)
             obs = next_obs
-            if step >= args.learning_starts and len(buffer) >= args.batch_size:
+            if step >= args.learning_starts and len(buffer) >= min_buffer:
                 update_credit += n_new * args.updates_per_step
                 while update_credit >= 1:
                     last.update(agent.update(buffer.sample(args.batch_size)))
@@ -270,68 +235,36 @@ def train(args: Args) -> dict[str, Any]:
             row.update({f"eval_{k}": v for k, v in ev.items()})
             if ev["psnr_final"] > best_eval:  # model selection on the validation crops (not the notebooks' set)
                 best_eval = ev["psnr_final"]
-                atomic.torch_save({"policy": agent.policy_state(), "args": dataclasses.asdict(args),
+                atomic.torch_save({"policy": agent.policy_state(), "args": flat_dict(args),
                                    "metrics": {"step": step, "updates": agent.n_updates, "wall_time_s": round(wall, 1),
                                                **{f"eval_{k}": v for k, v in ev.items()}}}, out / "best_policy.pt")
             if next_eval is not None:
                 next_eval = (step // args.eval_every + 1) * args.eval_every
-            if bar is not None:
-                bar.set_postfix(final=f"{ev['psnr_final']:.2f}", best=f"{ev['psnr_best']:.2f}")
-        with log_path.open("a", newline="") as fh:
-            csv.DictWriter(fh, fieldnames=fields).writerow({k: row.get(k, "") for k in fields})
+            bar.set_postfix(final=f"{ev['psnr_final']:.2f}", best=f"{ev['psnr_best']:.2f}")
+        log.append(row)
         if (next_ckpt is not None and step >= next_ckpt) or finished:
             checkpoint()
             if next_ckpt is not None:
                 next_ckpt = (step // args.checkpoint_every + 1) * args.checkpoint_every
         if finished:
             break
-    if bar is not None:
-        bar.close()
+    bar.close()
     final = {"step": step, "episodes": episodes, "updates": agent.n_updates, "queries": env.queries,
              "wall_time_s": round(wall, 1), **{f"eval_{k}": v for k, v in evaluate(agent, eval_set, steps=args.max_steps).items()}}
-    atomic.torch_save({"policy": agent.policy_state(), "args": dataclasses.asdict(args), "metrics": final}, out / "policy.pt")
+    atomic.torch_save({"policy": agent.policy_state(), "args": flat_dict(args), "metrics": final}, out / "policy.pt")
     atomic.write_json(out / "final_metrics.json", final)
+    finish_run("ispbench.methods.rlpixtuner.train:load_policy", out / "policy.pt")
     return final
 
 
 def load_policy(path: str | Path) -> Policy:
-    """Load a :class:`Policy` from ``policy.pt``, ``checkpoint.pt`` or a shipped weights file."""
+    """Load a :class:`Policy` from ``policy.pt``, ``best_policy.pt``, a checkpoint ``last.pt`` or a shipped weights file."""
     return Policy.load(str(path))
 
 
-def _parser() -> argparse.ArgumentParser:
-    doc = (__doc__ or "").splitlines()[0]
-    p = argparse.ArgumentParser(prog="ispbench train rlpixtuner", description=doc)
-    fields = {f.name: f for f in dataclasses.fields(Args)}
-    helps = _field_docs()
-    for name, f in fields.items():
-        flag = "--" + name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in {"1", "true", "yes"}, default=default, metavar="BOOL",
-                           help=f"{helps.get(name, '')} (default {default})")
-        else:
-            p.add_argument(flag, type=type(default), default=default, help=f"{helps.get(name, '')} (default {default})")
-    return p
-
-
-def _field_docs() -> dict[str, str]:
-    """Field docstrings of :class:`Args` (the string literal under each field)."""
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(Args))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    out = {}
-    for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(getattr(b, "value", None), ast.Constant):
-            out[a.target.id] = str(b.value.value)  # type: ignore[union-attr]
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
-    ns = _parser().parse_args(argv)
-    args = Args(**vars(ns))
+    """``ispbench train rlpixtuner [--field value ...]``."""
+    args = parse(Args, argv, prog="ispbench train rlpixtuner", description=(__doc__ or "").splitlines()[0])
     metrics = train(args)
     print(json.dumps(metrics, indent=2))
     return 0

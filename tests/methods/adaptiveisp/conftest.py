@@ -46,7 +46,7 @@ def tiny_data(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_detector():
     """A randomly initialised YOLOv8n (5 classes) at 64 px, from ultralytics' YAML (no download)."""
-    from ispbench.tasks.detection import FrozenDetector
+    from ispbench.tasks.detector import FrozenDetector
 
     torch.manual_seed(0)
     return FrozenDetector(model_yaml="yolov8n.yaml", nc=5, imgsz=64)

@@ -17,8 +17,10 @@ def test_names_and_paths():
 
 
 def test_rows():
-    rows = ev.map_rows("AdaptiveISP", {"mAP@0.5": 0.5, "mAP@0.75": 0.25, "mAP@0.5:0.95": 0.2}, setting="stages=2")
+    # evaluate_isp reports percent; the rows keep it (rounded to 2 decimals), without a dataset no interval
+    rows = ev.map_rows("AdaptiveISP", {"mAP@0.5": 50.004, "mAP@0.75": 25.0, "mAP@0.5:0.95": 20.0}, setting="stages=2")
     assert [r["value"] for r in rows] == [50.0, 25.0, 20.0] and rows[0]["setting"] == "stages=2"
+    assert all(r["n_seeds"] == 1 and r["ci_low"] != r["ci_low"] for r in rows)  # NaN bounds
     pipes = [[{"module": "ccm"}, {"module": "ccm"}], [{"module": "exposure"}]]
     freq = {r["setting_module"]: r["value"] for r in ev.frequency_rows(pipes, ["ccm", "exposure", "gamma"])}
     assert freq == {"CCM": 100.0, "Exposure": 50.0, "Gamma": 0.0}

@@ -7,20 +7,36 @@ import csv
 import pytest
 import torch
 
-from ispbench.methods.adaptiveisp.train import Args, parse_args, train
+from ispbench.methods.adaptiveisp.train import Args, main, train
+from ispbench.training.config import from_overrides, parse
 
 
 def _args(out_dir, **kw) -> Args:
     base = dict(detector_yaml="yolov8n.yaml", detector_nc=5, imgsz=64, batch_size=2, pool_size=4, iterations=3,
                 log_every=1, checkpoint_every=10, lr=1e-3, out_dir=str(out_dir), progress_bar=False,
-                disabled_modules="denoise", use_stop=True, lambda_c=0.01, seed=3)
+                disabled_modules="denoise", use_stop=True, lambda_c=0.01, seed=3, final_eval_images=0)
     base.update(kw)
-    return Args(**base)
+    return from_overrides(Args, base)
 
 
-def test_parse_args_round_trip():
-    a = parse_args(["--batch-size", "2", "--use-stop", "--no-lr-decay", "--lambda-c", "0.05"])
+def test_command_line_flat_flags_fill_nested_detection_settings():
+    a = parse(Args, ["--batch-size", "2", "--use-stop", "--no-lr-decay", "--lambda-c", "0.05", "--imgsz", "96",
+                     "--n-train", "4"], prog="ispbench train adaptiveisp")
     assert a.batch_size == 2 and a.use_stop and not a.lr_decay and a.lambda_c == 0.05
+    assert a.detection.imgsz == 96 and a.detection.n_train == 4 and a.detection.device == "cpu"
+
+
+def test_final_evaluation_in_summary(tmp_path, tiny_data, capsys):
+    import json
+
+    assert main(["--detector-yaml", "yolov8n.yaml", "--detector-nc", "5", "--imgsz", "64", "--batch-size", "2",
+                 "--pool-size", "4", "--iterations", "1", "--disabled-modules", "denoise", "--no-progress-bar",
+                 "--final-eval-images", "2", "--out-dir", str(tmp_path / "ev")]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    ev = summary["final_eval"]
+    assert ev["images"] == 2 and ev["val_loss_input"] > 0 and ev["val_loss_policy"] > 0
+    err = capsys.readouterr().err
+    assert "run folder:" in err and "load_policy(" in err and "no checkpoint" in err
 
 
 def test_train_smoke(tmp_path, tiny_data):

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ispbench.finishing_baselines.proxy import (CascadedProxy, MonolithicProxy, ProxyTrainConfig, proxy_search,
-                                                        train_proxy)
+from ispbench.finishing_baselines.proxy import (
+    CascadedProxy,
+    MonolithicProxy,
+    ProxyTrainConfig,
+    proxy_search,
+    train_proxy,
+)
 from ispbench.finishing_baselines.search import cmaes_search, greedy_search, search_batch
 from ispbench.ops.finishing import finish
 from ispbench.tasks.finishing_metrics import psnr

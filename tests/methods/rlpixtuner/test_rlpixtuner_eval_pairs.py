@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ispbench.data.common import DatasetMissingError
 from ispbench.chapters.rlpixtuner import load_eval_pairs
+from ispbench.data.prepared import DatasetMissingError
 
 H, W = 32, 48
 

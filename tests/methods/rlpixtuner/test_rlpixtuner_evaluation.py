@@ -6,10 +6,10 @@ import math
 
 import torch
 
-from ispbench.finishing_baselines.proxy import CascadedProxy
 from ispbench.chapters.rlpixtuner import run_methods, time_methods
+from ispbench.finishing_baselines.proxy import CascadedProxy
+from ispbench.methods.rlpixtuner.inference import Policy
 from ispbench.methods.rlpixtuner.networks import NetConfig
-from ispbench.methods.rlpixtuner.td3 import Policy
 from ispbench.ops.finishing import finish
 
 

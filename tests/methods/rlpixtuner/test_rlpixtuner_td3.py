@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ispbench.methods.rlpixtuner.buffer import ReplayBuffer
 from ispbench.methods.rlpixtuner.env import FinishingEnv
+from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.networks import NetConfig
-from ispbench.methods.rlpixtuner.td3 import TD3, Policy, ReplayBuffer, TD3Config, tune
+from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
 from ispbench.ops.finishing import finish
 
 CFG = NetConfig(width=4, cnn_features=16, feature_dim=32, hidden=32, layers=1)
@@ -34,13 +36,13 @@ def test_update_changes_params_and_targets_follow_by_ema():
     targ_before = [p.clone() for p in agent.critic_targ.parameters()]
     out = agent.update(buf.sample(8))
     assert "actor_loss" not in out  # delayed: no actor update at the first step
-    assert all(torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(targ_before, agent.critic_targ.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(targ_before, agent.critic_targ.parameters(), strict=True))
     assert any(not torch.equal(before[k], v) for k, v in agent.critic.state_dict().items())
     out = agent.update(buf.sample(8))
     assert "actor_loss" in out
-    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
-    for p, pt, p0 in zip(agent.critic.parameters(), agent.critic_targ.parameters(), targ_before):
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(), strict=True))
+    for p, pt, p0 in zip(agent.critic.parameters(), agent.critic_targ.parameters(), targ_before, strict=True):
         assert torch.allclose(pt, 0.99 * p0 + 0.01 * p, atol=1e-6)  # eq. 10-12
 
 
@@ -116,4 +118,4 @@ def test_hindsight_goal_regression_pulls_actor_to_goal_parameters():
     actor_before = [p.clone() for p in agent.actor.parameters()]
     out = agent.update(unknown.sample(8))  # a critic-only step (policy delay 2): the actor must not move
     assert "bc_loss" not in out and "actor_loss" not in out
-    assert all(torch.equal(p0, p) for p0, p in zip(actor_before, agent.actor.parameters()))
+    assert all(torch.equal(p0, p) for p0, p in zip(actor_before, agent.actor.parameters(), strict=True))

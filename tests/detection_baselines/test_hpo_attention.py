@@ -7,15 +7,11 @@ import torch
 
 from ispbench import ops
 from ispbench.detection_baselines.attention import AttentionISP
-from ispbench.detection_baselines.hpo import (
-    FIXED_PIPELINE,
-    BaselineArgs,
-    HPOISP,
-    load_baseline,
-    make_isp_fn,
-    parse_baseline_args,
-    train_baseline,
-)
+from ispbench.detection_baselines.hpo import HPOISP
+from ispbench.detection_baselines.models import build_model, load_baseline, make_isp_fn
+from ispbench.detection_baselines.pipeline import FIXED_PIPELINE
+from ispbench.detection_baselines.train import Args, main_attention, main_hpo, train
+from ispbench.training.config import parse
 
 FAST = [m for m in FIXED_PIPELINE if m != "denoise"]  # NLM is slow on a CPU
 
@@ -78,19 +74,29 @@ def test_bad_pipeline_is_refused():
 
 @pytest.mark.parametrize("method,lr", [("hpo", 0.05), ("attention", 1e-3)])
 def test_one_training_step_changes_parameters_and_round_trips(tmp_path, tiny, method, lr):
-    args = parse_baseline_args(["--detector-yaml", "yolov8n.yaml", "--detector-nc", "5", "--imgsz", "64",
-                                "--batch-size", "2", "--iterations", "1", "--lr", str(lr),
-                                "--pipeline", ",".join(FAST), "--out-dir", str(tmp_path / "run"),
-                                "--no-progress-bar", "--export", str(tmp_path / "w.pt")], method)
-    assert isinstance(args, BaselineArgs) and args.method == method
+    args = parse(Args, ["--detector-yaml", "yolov8n.yaml", "--detector-nc", "5", "--imgsz", "64",
+                        "--batch-size", "2", "--iterations", "1", "--lr", str(lr),
+                        "--pipeline", ",".join(FAST), "--out-dir", str(tmp_path / "run"),
+                        "--no-progress-bar", "--export", str(tmp_path / "w.pt")], prog="test", base=Args(method=method))
+    assert args.method == method and args.detection.imgsz == 64 and args.detection.detector_nc == 5
     torch.manual_seed(0)
-    from ispbench.detection_baselines.hpo import build_model
-
     fresh = build_model(method, FAST)
-    out = train_baseline(args)
+    out = train(args)
     model = out["model"]
-    changed = any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    changed = any(not torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values(), strict=True))
     assert changed and len(out["metrics"]) == 1
     loaded = load_baseline(tmp_path / "w.pt")
     x = torch.rand(2, 3, 64, 64) * 0.1
     assert torch.allclose(make_isp_fn(loaded)(x), make_isp_fn(model)(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("main,method", [(main_hpo, "hpo"), (main_attention, "attention")])
+def test_each_command_defaults_to_its_method_and_resumes(tmp_path, tiny, capsys, main, method):
+    argv = ["--detector-yaml", "yolov8n.yaml", "--detector-nc", "5", "--imgsz", "64", "--batch-size", "2",
+            "--iterations", "2", "--pipeline", "exposure,gamma", "--out-dir", str(tmp_path / "r"), "--no-progress-bar"]
+    assert main(argv) == 0
+    assert load_baseline(tmp_path / "r" / "last.pt").method == method  # a training checkpoint loads too
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "load_baseline(" in err
+    assert main(argv) == 0  # nothing left to train: resumes at the end
+    assert "resumed from" in capsys.readouterr().err

@@ -19,36 +19,58 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "weights" / "embedded_yolo.pt"
+import torch
+
+from ispbench import atomic
+from ispbench.data import synthetic_detection as sd
+from ispbench.offline import configure_ultralytics
+from ispbench.paths import WEIGHTS_DIR, cache_dir
+from ispbench.seeding import seed_everything
+from ispbench.training.config import parse
+
+DEFAULT_OUT = WEIGHTS_DIR / "embedded_yolo.pt"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ispbench train detector", description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    p.add_argument("--imgsz", type=int, default=160, help="training / evaluation image size (default 160)")
-    p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--model", default="yolov8n.yaml", help="ultralytics model YAML (default yolov8n.yaml; nc is set from the data)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"checkpoint path (default {DEFAULT_OUT})")
-    p.add_argument("--scenes", type=int, default=None, help="dataset scenes in total (default: the generator's default, 1200)")
-    p.add_argument("--data-seed", type=int, default=0, help="dataset generator seed (default 0)")
-    p.add_argument("--image-size", type=int, default=160, help="dataset image side (default 160)")
-    p.add_argument("--data-root", default=None, help="dataset folder or parent of version-hash folders (default: cache)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    p.add_argument("--device", default="cpu", help="torch device for training (default cpu)")
-    p.add_argument("--eval-only", action="store_true",
-                   help="skip training: re-evaluate the existing --out checkpoint and rewrite its metrics/model card")
-    return p
+@dataclass
+class Args:
+    """Arguments of ``ispbench train detector``."""
+
+    epochs: int = 30
+    """training epochs"""
+    imgsz: int = 160
+    """training / evaluation image size"""
+    batch: int = 16
+    """batch size"""
+    seed: int = 0
+    """training seed"""
+    model: str = "yolov8n.yaml"
+    """ultralytics model YAML (nc is set from the data); weights names are never downloaded"""
+    out: str = str(DEFAULT_OUT)
+    """checkpoint path; the model card (``.md``) and metrics (``.json``) go beside it"""
+    scenes: int = 0
+    """dataset scenes in total (0 = the generator's default, 1200)"""
+    data_seed: int = 0
+    """dataset generator seed"""
+    image_size: int = 160
+    """dataset image side"""
+    data_root: str = ""
+    """dataset folder or parent of version-hash folders (empty = the cache)"""
+    threads: int = 2
+    """torch CPU threads"""
+    device: str = "cpu"
+    """torch device for training"""
+    eval_only: bool = False
+    """skip training: re-evaluate the existing ``--out`` checkpoint and rewrite its metrics/model card"""
 
 
 def machine_description() -> dict[str, Any]:
@@ -68,7 +90,8 @@ def machine_description() -> dict[str, Any]:
 
 def evaluate(weights: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, batch: int, project: Path, name: str, device: str = "cpu") -> dict[str, float]:
     """mAP@0.5, mAP@0.5:0.95, precision, recall of ``weights`` on the val split of ``data_yaml``."""
-    from ultralytics import YOLO  # noqa: PLC0415
+    configure_ultralytics()
+    from ultralytics import YOLO  # noqa: PLC0415 (only after configure_ultralytics)
 
     model = YOLO(str(weights))
     res = model.val(
@@ -85,7 +108,7 @@ def evaluate(weights: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: in
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = parse(Args, argv, prog="ispbench train detector", description=__doc__.splitlines()[0])
     if args.epochs < 1 or args.imgsz < 32 or args.batch < 1:
         print("ispbench train detector: need --epochs >= 1, --imgsz >= 32, --batch >= 1", file=sys.stderr)
         return 2
@@ -94,23 +117,15 @@ def main(argv: list[str] | None = None) -> int:
               "weights names are never downloaded", file=sys.stderr)
         return 2
 
-    from ispbench.offline import configure_ultralytics  # noqa: PLC0415
-
     configure_ultralytics()
-    import torch  # noqa: PLC0415
-    import ultralytics  # noqa: PLC0415
+    import ultralytics  # noqa: PLC0415 (only after configure_ultralytics)
     from ultralytics import YOLO  # noqa: PLC0415
-
-    from ispbench import atomic  # noqa: PLC0415
-    from ispbench.data import synthetic_detection as sd  # noqa: PLC0415
-    from ispbench.paths import cache_dir  # noqa: PLC0415
-    from ispbench.seeding import seed_everything  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    cfg = sd.config_for(args.scenes, seed=args.data_seed, image_size=args.image_size)
+    cfg = sd.config_for(args.scenes or None, seed=args.data_seed, image_size=args.image_size)
     t0 = time.perf_counter()
-    data_dir = sd.ensure_dataset(args.data_root, cfg)
+    data_dir = sd.ensure_dataset(args.data_root or None, cfg)
     info = json.loads((data_dir / "info.json").read_text())
     print(f"dataset {data_dir} ({info['counts']}) ready in {time.perf_counter() - t0:.1f} s", flush=True)
 

@@ -8,7 +8,7 @@ import pytest
 
 from ispbench.data import synthetic_detection as sd
 from ispbench.paths import WEIGHTS_DIR
-from ispbench.tasks import detector_train
+from ispbench.training import detector
 
 SHIPPED = WEIGHTS_DIR / "embedded_yolo.pt"
 
@@ -37,12 +37,12 @@ def test_shipped_weights_load_offline_with_five_classes():
 
 
 def test_refuses_bare_weights_name(capsys):
-    assert detector_train.main(["--model", "yolov8n.pt", "--out", "unused.pt"]) == 2
+    assert detector.main(["--model", "yolov8n.pt", "--out", "unused.pt"]) == 2
     assert "never downloaded" in capsys.readouterr().err
 
 
 def test_recipe_drops_output_path():
-    assert detector_train._recipe_args(["--epochs", "3", "--out", "/x.pt", "--seed", "1", "--out=/y.pt"]) == ["--epochs", "3", "--seed", "1"]
+    assert detector._recipe_args(["--epochs", "3", "--out", "/x.pt", "--seed", "1", "--out=/y.pt"]) == ["--epochs", "3", "--seed", "1"]
 
 
 @pytest.mark.slow
@@ -51,7 +51,7 @@ def test_tiny_training_run(tmp_path, monkeypatch):
     cfg = sd.GeneratorConfig(seed=0, image_size=64, n_train=8, n_val=2, n_test=1)
     data = sd.generate(cfg, root=tmp_path / "data")
     out = tmp_path / "w" / "det.pt"
-    rc = detector_train.main(["--epochs", "1", "--imgsz", "64", "--batch", "4", "--data-root", str(data), "--out", str(out)])
+    rc = detector.main(["--epochs", "1", "--imgsz", "64", "--batch", "4", "--data-root", str(data), "--out", str(out)])
     assert rc == 0 and out.exists()
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["dataset"]["version"] == cfg.version_hash()
@@ -62,7 +62,7 @@ def test_tiny_training_run(tmp_path, monkeypatch):
     assert len(_yolo()(str(out)).names) == len(sd.CLASS_NAMES)
     assert (tmp_path / "cache" / "runs").is_dir()
     # --eval-only keeps the training facts and refreshes metrics.
-    assert detector_train.main(["--eval-only", "--imgsz", "64", "--data-root", str(data), "--out", str(out)]) == 0
+    assert detector.main(["--eval-only", "--imgsz", "64", "--data-root", str(data), "--out", str(out)]) == 0
     again = json.loads(out.with_suffix(".json").read_text())
     assert again["train_time_s"] == record["train_time_s"] and "evaluated" in again
     assert again["metrics"] == record["metrics"]  # same weights, same data: same numbers

@@ -1,4 +1,4 @@
-"""A frozen ultralytics detector as the task that scores an ISP output (AdaptiveISP, POS-ISP).
+"""A frozen ultralytics detector and its per-image loss: the task that scores an ISP output (AdaptiveISP, POS-ISP).
 
 :class:`FrozenDetector` wraps any ultralytics detection checkpoint (YOLOv3u, YOLOv8, YOLO11,
 end-to-end YOLO26 ...) or a model built from a YAML file. Its weights are frozen and its
@@ -41,9 +41,7 @@ Per-image loss (the AdaptiveISP reward is ``clip(L_in) - clip(L_out)`` with ``L`
 Prediction: eval-mode forward, then ultralytics' ``non_max_suppression`` (multi-label, as its
 validator does), boxes ``x1, y1, x2, y2`` in pixels of the input.
 
-Evaluation: :func:`evaluate_isp` and :func:`cross_detector_eval` run an ISP function over a
-detection dataset and score it with :func:`ispbench.tasks.map_eval.evaluate_map` (default
-``method="ultralytics"``, the authors' AP; the notebooks use this default).
+Evaluation over a dataset (letterboxing, batching, mAP) is in :mod:`ispbench.tasks.detection_eval`.
 
 Example:
     >>> det = FrozenDetector(model_yaml="yolov8n.yaml", nc=3, imgsz=64)   # doctest: +SKIP
@@ -55,40 +53,24 @@ Example:
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ispbench.offline import configure_ultralytics
 from ispbench.paths import WEIGHTS_DIR
-from ispbench.tasks.map_eval import AUTHORS_EVAL, COCO_IOU_THRESHOLDS, DetectionEvaluator, evaluate_map
+from ispbench.tasks.map_eval import AUTHORS_EVAL
 
 configure_ultralytics()
 
 #: The embedded detector shipped with the package (made by ``ispbench train detector``).
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "embedded_yolo.pt"
-#: Letterbox padding value (ultralytics pads with grey 114/255).
-PAD_VALUE = 114.0 / 255.0
 
-__all__ = [
-    "AUTHORS_EVAL",
-    "DEFAULT_WEIGHTS",
-    "DetectionEvaluator",
-    "FrozenDetector",
-    "collate_letterboxed",
-    "cross_detector_eval",
-    "evaluate_isp",
-    "evaluate_map",
-    "letterbox",
-    "rect_canvas",
-    "resize_longest",
-]
+__all__ = ["DEFAULT_WEIGHTS", "FrozenDetector"]
 
 
 def _namespace(args: Mapping[str, Any]):
@@ -136,7 +118,7 @@ class FrozenDetector(nn.Module):
         model_yaml: build a randomly initialised model from this ultralytics YAML instead
             (``"yolov8n.yaml"``, ``"yolov3-tinyu.yaml"``, ...), for tests.
         nc: number of classes for ``model_yaml``.
-        imgsz: default evaluation size of :func:`evaluate_isp` (longer side after resizing;
+        imgsz: default evaluation size of :func:`~ispbench.tasks.detection_eval.evaluate_isp` (longer side after resizing;
             authors: 512). The embedded detector was trained at ``train_args["imgsz"]``.
             ``per_image_loss`` and ``predict`` take any size that is a multiple of the stride.
         device: torch device.
@@ -276,7 +258,7 @@ class FrozenDetector(nn.Module):
         if h % self.stride or w % self.stride:
             raise ValueError(
                 f"{name}: H and W must be multiples of the detector stride {self.stride}, got {h}x{w}; "
-                "letterbox them first (ispbench.tasks.detection.letterbox)"
+                "letterbox them first (ispbench.ops.geometry.letterbox)"
             )
         if not images.is_floating_point():
             raise TypeError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")
@@ -468,375 +450,3 @@ class FrozenDetector(nn.Module):
     def __repr__(self) -> str:
         src = str(self.weights) if self.weights is not None else "built from YAML"
         return f"FrozenDetector({src}, nc={self.nc}, imgsz={self.imgsz}, stride={self.stride}, loss={self.loss_names})"
-
-
-# -- resizing ------------------------------------------------------------------------------
-def resize_longest(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``(B, 3, H, W)`` so that the longer side is ``size`` (bilinear, antialiased), keeping aspect."""
-    h, w = images.shape[-2:]
-    s = size / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    if (nh, nw) == (h, w):
-        return images
-    return F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False, antialias=s < 1)
-
-
-def rect_canvas(h: int, w: int, size: int, stride: int = 32, pad: float = 0.5) -> tuple[int, int]:
-    """Canvas of ultralytics' rectangular validation batches (and the authors' YOLOv3 ``test.py``).
-
-    The image is scaled so its longer side is ``size``; each canvas side is that side in
-    strides plus ``pad`` stride, rounded up: ``ceil(side / stride + pad) * stride``. With the
-    default ``pad=0.5`` a 160x160 image sits in a 192x192 canvas, a 512x341 one in 544x384.
-    """
-    s = size / max(h, w)
-    return (
-        int(math.ceil(h * s / stride + pad)) * stride,
-        int(math.ceil(w * s / stride + pad)) * stride,
-    )
-
-
-def letterbox(
-    images: torch.Tensor,
-    size: int,
-    pad_value: float = PAD_VALUE,
-    *,
-    rect: bool = False,
-    stride: int = 32,
-) -> tuple[torch.Tensor, float, tuple[int, int]]:
-    """Resize (longer side = ``size``) and pad centrally onto a canvas.
-
-    Args:
-        images: ``(B, 3, H, W)``.
-        size: longer side after resizing (a multiple of the detector stride).
-        pad_value: fill of the border (ultralytics: 114/255).
-        rect: ``False``: a ``size x size`` square canvas. ``True``: ultralytics' validation
-            canvas :func:`rect_canvas` (half a stride of extra border, as the authors evaluated).
-        stride: the detector stride (for ``rect``).
-
-    Returns:
-        ``(padded (B, 3, Hc, Wc), scale, (pad_top, pad_left))``; a pixel ``(x, y)`` of the
-        input maps to ``(x * scale + pad_left, y * scale + pad_top)``.
-    """
-    h, w = images.shape[-2:]
-    resized = resize_longest(images, size)
-    nh, nw = resized.shape[-2:]
-    ch, cw = rect_canvas(h, w, size, stride) if rect else (size, size)
-    top, left = (ch - nh) // 2, (cw - nw) // 2
-    out = F.pad(resized, (left, cw - nw - left, top, ch - nh - top), value=pad_value)
-    return out, nh / h, (top, left)
-
-
-def _targets_to_letterbox(
-    boxes: torch.Tensor,
-    orig: tuple[int, int],
-    new: tuple[int, int],
-    pad: tuple[int, int],
-    size: int | tuple[int, int],
-) -> torch.Tensor:
-    """Normalised ``cx, cy, w, h`` of the original image -> normalised on the padded canvas.
-
-    ``size``: the canvas side (square) or ``(Hc, Wc)``.
-    """
-    (nh, nw), (top, left) = new, pad
-    ch, cw = (size, size) if isinstance(size, (int, np.integer)) else size
-    out = boxes.clone().float()
-    out[:, 0] = (boxes[:, 0] * nw + left) / cw
-    out[:, 1] = (boxes[:, 1] * nh + top) / ch
-    out[:, 2] = boxes[:, 2] * nw / cw
-    out[:, 3] = boxes[:, 3] * nh / ch
-    return out.clamp(0, 1)
-
-
-def _boxes_from_letterbox(
-    det: torch.Tensor, orig: tuple[int, int], new: tuple[int, int], pad: tuple[int, int]
-) -> torch.Tensor:
-    """Detections ``(n, 6)`` in letterboxed pixels -> pixels of the original ``(H, W)`` image."""
-    (h, w), (nh, nw), (top, left) = orig, new, pad
-    d = det.clone()
-    d[:, [0, 2]] = ((d[:, [0, 2]] - left) * (w / nw)).clamp(0, w)
-    d[:, [1, 3]] = ((d[:, [1, 3]] - top) * (h / nh)).clamp(0, h)
-    return d
-
-
-def collate_letterboxed(
-    items: Sequence[Mapping[str, Any]], imgsz: int, stride: int = 32, *, rect: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Letterbox dataset items into a detector batch ``(images (B, 3, Hc, Wc), targets (N, 6))``.
-
-    Each item's image is resized (longer side ``imgsz``) and padded (square, or the
-    ultralytics-val canvas with ``rect=True``, which then needs items of one aspect ratio);
-    its boxes are mapped onto the canvas. ``targets`` rows: ``batch_index, class, cx, cy, w, h``
-    normalised to the canvas, ready for :meth:`FrozenDetector.per_image_loss`.
-
-    Example:
-        >>> x, t = collate_letterboxed([ds[0], ds[1]], 512)      # doctest: +SKIP
-    """
-    imgs, rows = [], []
-    for k, item in enumerate(items):
-        img, boxes, labels = _check_item(item, k)
-        lb, _, pad = letterbox(img[None], imgsz, rect=rect, stride=stride)
-        new = tuple(resize_longest(img[None], imgsz).shape[-2:])
-        t = _targets_to_letterbox(boxes, tuple(img.shape[-2:]), new, pad, tuple(lb.shape[-2:]))
-        imgs.append(lb[0])
-        rows.append(torch.cat([torch.full((len(t), 1), float(k)), labels.float()[:, None], t], 1))
-    return torch.stack(imgs), torch.cat(rows) if rows else torch.zeros(0, 6)
-
-
-def _check_item(item: Any, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if not isinstance(item, Mapping) or not {"image", "boxes", "labels"} <= set(item):
-        raise ValueError(f"dataset[{i}]: expected a dict with 'image' (3, H, W), 'boxes' (N, 4), 'labels' (N,)")
-    img = torch.as_tensor(item["image"])
-    boxes = torch.as_tensor(item["boxes"], dtype=torch.float32).reshape(-1, 4)
-    labels = torch.as_tensor(item["labels"]).reshape(-1)
-    if img.ndim != 3 or img.shape[0] != 3:
-        raise ValueError(f"dataset[{i}]['image']: expected (3, H, W), got {tuple(img.shape)}")
-    if len(boxes) != len(labels):
-        raise ValueError(f"dataset[{i}]: {len(boxes)} boxes but {len(labels)} labels")
-    return img.float(), boxes, labels
-
-
-def _batches(dataset: Any, batch_size: int):
-    """Consecutive items of the same image shape, up to ``batch_size`` at a time: (indices, items)."""
-    idx, items, shape = [], [], None
-    for i in range(len(dataset)):
-        img, boxes, labels = _check_item(dataset[i], i)
-        if items and (img.shape != shape or len(items) == batch_size):
-            yield idx, items
-            idx, items = [], []
-        idx.append(i)
-        items.append((img, boxes, labels))
-        shape = img.shape
-    if items:
-        yield idx, items
-
-
-def _isp_outputs(
-    isp_fn: Callable[[torch.Tensor], torch.Tensor] | None,
-    dataset: Any,
-    *,
-    batch_size: int,
-    imgsz: int,
-    device: torch.device,
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]]:
-    """Run the ISP on every item (resized so the longer side is ``imgsz``).
-
-    Returns a list of ``(srgb (3, h, w) on CPU, boxes, labels, original (H, W))``.
-    """
-    out = []
-    for idx, items in _batches(dataset, batch_size):
-        x = torch.stack([it[0] for it in items]).to(device)
-        orig = tuple(x.shape[-2:])
-        x = resize_longest(x, imgsz)
-        with torch.no_grad():
-            y = isp_fn(x) if isp_fn is not None else x
-        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"isp_fn: expected an output of shape {tuple(x.shape)} (same as its input), got {got}")
-        for k, (img, boxes, labels) in enumerate(items):
-            out.append((y[k].detach().float().cpu(), boxes, labels, orig))
-    return out
-
-
-def _score(
-    outputs: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]],
-    detector: FrozenDetector,
-    *,
-    batch_size: int,
-    imgsz: int,
-    conf: float,
-    iou: float,
-    max_det: int,
-    method: str,
-    iou_thresholds: Any,
-    rect: bool,
-) -> dict[str, Any]:
-    """Letterbox sRGB outputs (longer side ``imgsz``), compute per-image losses, predictions, mAP."""
-    if imgsz % detector.stride:
-        raise ValueError(f"imgsz: must be a multiple of the detector stride {detector.stride}, got {imgsz}")
-    # Letterbox every output, then batch consecutive outputs with the same canvas.
-    prepared = []
-    gts, sizes = [], []
-    for i, (y, boxes, labels, orig) in enumerate(outputs):
-        if not torch.isfinite(y).all():
-            raise ValueError(f"ISP output {i} has NaN/inf values")
-        lb, _, pad = letterbox(y[None], imgsz, rect=rect, stride=detector.stride)
-        canvas = tuple(lb.shape[-2:])
-        t = _targets_to_letterbox(boxes, orig, tuple(y.shape[-2:]), pad, canvas)
-        prepared.append((lb[0], t, labels.float(), (orig, tuple(y.shape[-2:]), pad)))
-        gts.append(torch.cat([labels.float()[:, None], boxes], 1).numpy())
-        sizes.append(orig)
-    preds: list[np.ndarray] = []
-    losses: list[float] = []
-    start = 0
-    while start < len(prepared):
-        stop = start + 1
-        while (
-            stop < len(prepared)
-            and stop - start < batch_size
-            and prepared[stop][0].shape == prepared[start][0].shape
-        ):
-            stop += 1
-        chunk = prepared[start:stop]
-        x = torch.stack([c[0] for c in chunk]).to(detector.device)
-        rows = [
-            torch.cat([torch.full((len(t), 1), float(k)), lab[:, None], t], 1)
-            for k, (_, t, lab, _) in enumerate(chunk)
-            if len(t)
-        ]
-        targets = torch.cat(rows) if rows else torch.zeros(0, 6)
-        with torch.no_grad():
-            losses.extend(detector.per_image_loss(x, targets).cpu().tolist())
-        for d, (_, _, _, meta) in zip(detector.predict(x, conf=conf, iou=iou, max_det=max_det), chunk):
-            preds.append(_boxes_from_letterbox(d.cpu(), *meta).numpy())
-        start = stop
-    res = as_percent(evaluate_map(preds, gts, sizes, iou_thresholds, method=method, names=detector.names))
-    res["per_image_loss"] = losses
-    res["mean_loss"] = float(np.mean(losses)) if losses else float("nan")
-    res["predictions"] = preds
-    return res
-
-
-def as_percent(result: dict[str, Any]) -> dict[str, Any]:
-    """:func:`evaluate_map`'s fractions (pycocotools' unit) -> percent, the unit of the papers, results and book.
-
-    Scales ``mAP@*``, the ``ap`` array and every class's ``AP@*`` by 100; counts stay as they are.
-    """
-    out = dict(result)
-    for key in [k for k in out if k.startswith("mAP@")]:
-        out[key] = 100.0 * out[key]
-    if "ap" in out:
-        out["ap"] = 100.0 * np.asarray(out["ap"])
-    out["per_class"] = {c: {k: (100.0 * v if k.startswith("AP@") else v) for k, v in row.items()}
-                        for c, row in out.get("per_class", {}).items()}
-    return out
-
-
-def evaluate_isp(
-    isp_fn: Callable[[torch.Tensor], torch.Tensor] | None,
-    dataset: Any,
-    detector: FrozenDetector,
-    *,
-    batch_size: int = 8,
-    imgsz: int | None = None,
-    conf: float = AUTHORS_EVAL["conf"],
-    iou: float = AUTHORS_EVAL["iou"],
-    max_det: int = 300,
-    method: str = "ultralytics",
-    iou_thresholds: Any = COCO_IOU_THRESHOLDS,
-    rect: bool = True,
-) -> dict[str, Any]:
-    """Run an ISP over a detection dataset and score its outputs with a frozen detector.
-
-    Order (as in the authors' code, which resizes before the ISP): each linear image is
-    resized so its longer side is ``imgsz``, the ISP runs on that, then the sRGB output is
-    letterboxed (centred, grey 114/255 padding). With ``rect=True`` (default) the canvas is
-    ultralytics' validation canvas (:func:`rect_canvas`: each side rounded up to a multiple of
-    the stride after adding half a stride, as the authors' YOLOv3 ``test.py`` and
-    ``yolo val`` do); ``rect=False`` uses an ``imgsz x imgsz`` square. Predictions are
-    mapped back to the original pixel grid and scored against the original boxes.
-    Consecutive outputs with the same canvas are batched (detections do not depend on the
-    batch: BatchNorm is frozen), so ``batch_size`` only changes speed.
-
-    Args:
-        isp_fn: linear ``(B, 3, H, W)`` -> sRGB ``(B, 3, H, W)`` in [0, 1]; ``None`` scores the
-            input images as they are. Called under ``torch.no_grad``.
-        dataset: sequence of dicts ``image`` (3, H, W), ``boxes`` (N, 4) normalised
-            ``cx, cy, w, h``, ``labels`` (N,).
-        detector: the frozen detector.
-        batch_size: images per ISP/detector call (consecutive images of equal size are batched).
-        imgsz: evaluation size (default ``detector.imgsz``; authors: 512).
-        conf, iou, max_det: NMS settings (authors: 0.001, 0.6, 300).
-        method: AP definition, ``"ultralytics"`` (authors') or ``"coco101"``.
-        iou_thresholds: default 0.5:0.05:0.95.
-        rect: ultralytics-val / authors' canvas (default) or a square (see above).
-
-    Returns:
-        :func:`evaluate_map`'s dict (``mAP@0.5``, ``mAP@0.75``, ``mAP@0.5:0.95``, ``per_class``
-        ...) plus ``per_image_loss`` (list, the detector's loss of each output),
-        ``mean_loss`` and ``predictions`` (per image, original pixels).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    imgsz = int(imgsz or detector.imgsz)
-    outputs = _isp_outputs(isp_fn, dataset, batch_size=batch_size, imgsz=imgsz, device=detector.device)
-    return _score(
-        outputs,
-        detector,
-        batch_size=batch_size,
-        imgsz=imgsz,
-        conf=conf,
-        iou=iou,
-        max_det=max_det,
-        method=method,
-        iou_thresholds=iou_thresholds,
-        rect=rect,
-    )
-
-
-def cross_detector_eval(
-    isp_outputs_or_fn: Callable[[torch.Tensor], torch.Tensor] | Sequence[torch.Tensor] | None,
-    dataset: Any,
-    detectors: Mapping[str, FrozenDetector],
-    *,
-    batch_size: int = 8,
-    imgsz: int | None = None,
-    conf: float = AUTHORS_EVAL["conf"],
-    iou: float = AUTHORS_EVAL["iou"],
-    max_det: int = 300,
-    method: str = "ultralytics",
-    rect: bool = True,
-) -> dict[str, dict[str, Any]]:
-    """Score the *same* ISP outputs with several detectors (AdaptiveISP Table 3).
-
-    Args:
-        isp_outputs_or_fn: an ISP function (run once, at ``imgsz``), ``None`` (the inputs
-            themselves), or precomputed sRGB outputs: one ``(3, h, w)`` tensor per dataset item,
-            with the aspect ratio of the item's image.
-        dataset: as in :func:`evaluate_isp` (its boxes and labels are the ground truth).
-        detectors: name -> :class:`FrozenDetector`. Their class indices must share one label map.
-        batch_size, imgsz, conf, iou, max_det, method, rect: as in :func:`evaluate_isp`
-            (``imgsz`` default: the first detector's).
-
-    Returns:
-        name -> :func:`evaluate_isp`-style result dict.
-    """
-    if not detectors:
-        raise ValueError("detectors: expected at least one name -> FrozenDetector")
-    first = next(iter(detectors.values()))
-    imgsz = int(imgsz or first.imgsz)
-    if callable(isp_outputs_or_fn) or isp_outputs_or_fn is None:
-        outputs = _isp_outputs(isp_outputs_or_fn, dataset, batch_size=batch_size, imgsz=imgsz, device=first.device)
-    else:
-        given = list(isp_outputs_or_fn)
-        if len(given) != len(dataset):
-            raise ValueError(f"isp_outputs_or_fn: {len(given)} outputs for {len(dataset)} dataset items")
-        outputs = []
-        for i, y in enumerate(given):
-            img, boxes, labels = _check_item(dataset[i], i)
-            y = torch.as_tensor(y).float().cpu()
-            if y.ndim != 3 or y.shape[0] != 3:
-                raise ValueError(f"isp_outputs_or_fn[{i}]: expected (3, h, w), got {tuple(y.shape)}")
-            ih, iw = img.shape[-2:]
-            if not math.isclose(y.shape[1] / y.shape[2], ih / iw, rel_tol=0.02):
-                raise ValueError(
-                    f"isp_outputs_or_fn[{i}]: aspect {y.shape[1]}x{y.shape[2]} differs from the image's {ih}x{iw}"
-                )
-            outputs.append((resize_longest(y[None], imgsz)[0], boxes, labels, (ih, iw)))
-    results = {}
-    for name, det in detectors.items():
-        ncls = max((int(o[2].max()) + 1 for o in outputs if len(o[2])), default=0)
-        if ncls > det.nc:
-            raise ValueError(f"detectors[{name!r}]: has {det.nc} classes but the dataset uses class {ncls - 1}")
-        results[name] = _score(
-            outputs,
-            det,
-            batch_size=batch_size,
-            imgsz=imgsz,
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            method=method,
-            iou_thresholds=COCO_IOU_THRESHOLDS,
-            rect=rect,
-        )
-    return results

@@ -1,0 +1,119 @@
+"""What every notebook does first and last: capture its parameters, start a timer, seed, write results.
+
+A notebook's first code cell after the ``parameters`` cell reads::
+
+    PARAM_NAMES = ["profile", "seed", "device", ...]  # the names of the parameters cell
+    from ispbench.notebook import start_notebook
+
+    run = start_notebook("adaptiveisp/table1", globals())
+
+and its last cell ``run.write(data=..., tables=..., metrics=...)``. ``PARAM_NAMES`` lists the
+names of the notebook's ``parameters`` cell (``tests/test_notebook_parameters.py`` checks it
+matches); papermill injects overrides of those names into the notebook's globals, so the
+values are read from there after injection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ispbench.results import Timer, write_results
+from ispbench.seeding import seed_everything
+
+#: The profile whose runs are tiny and whose numbers are meaningless (the test suite's profile).
+SMOKE_PROFILE = "smoke"
+
+
+@dataclass
+class NotebookRun:
+    """One execution of a notebook: its id, parameters, timer and seeded generator.
+
+    Attributes:
+        name: notebook id (path under ``notebooks/`` without ``.ipynb``).
+        parameters: the papermill parameters as run (``PARAM_NAMES`` read from the notebook's globals).
+        timer: started by :func:`start_notebook`; ``write`` records its elapsed time.
+        generator: ``torch.Generator`` seeded with ``seed`` (from :func:`~ispbench.seeding.seed_everything`).
+    """
+
+    name: str
+    parameters: dict[str, Any]
+    timer: Timer = field(default_factory=Timer)
+    generator: torch.Generator | None = None
+
+    @property
+    def profile(self) -> str:
+        return str(self.parameters.get("profile", ""))
+
+    @property
+    def seed(self) -> int:
+        return int(self.parameters.get("seed", 0))
+
+    @property
+    def device(self) -> str:
+        return str(self.parameters.get("device", "cpu"))
+
+    @property
+    def smoke(self) -> bool:
+        """True under the smoke profile: untrained models are allowed and the numbers are meaningless."""
+        return self.profile == SMOKE_PROFILE
+
+    def write(self, *, data: str, tables: Mapping[str, Any] | None = None,
+              metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the notebook's results with provenance (:func:`ispbench.results.write_results`).
+
+        Args:
+            data: which data produced the numbers, in words.
+            tables: named tables (DataFrames or lists of row dicts).
+            metrics: free-form results.
+
+        Returns:
+            The path of the result JSON file.
+        """
+        return write_results(self.name, profile=self.profile, parameters=self.parameters, data=data, tables=tables,
+                             metrics=metrics, seed=self.seed, device=self.device, wall_time_s=self.timer.elapsed)
+
+
+def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequence[str] | None = None,
+                   torch_threads: int | None = None) -> NotebookRun:
+    """Start a notebook run: timer, parameter capture, seeding.
+
+    Args:
+        name: notebook id, e.g. ``"adaptiveisp/table1"``.
+        namespace: the notebook's ``globals()`` (holding the parameters, after papermill's injection).
+        param_names: the parameter names; default ``namespace["PARAM_NAMES"]``.
+        torch_threads: if given, ``torch.set_num_threads`` (1 is fastest on a shared CPU).
+
+    Returns:
+        :class:`NotebookRun` with ``parameters`` in ``param_names`` order.
+
+    Raises:
+        ValueError: no ``PARAM_NAMES`` (and no ``param_names``), or a listed parameter missing
+            from ``namespace``.
+
+    Example:
+        >>> run = start_notebook("demo/x", {"profile": "smoke", "seed": 3}, param_names=["profile", "seed"])
+        >>> run.parameters, run.smoke
+        ({'profile': 'smoke', 'seed': 3}, True)
+    """
+    timer = Timer()
+    if param_names is None:
+        if "PARAM_NAMES" not in namespace:
+            raise ValueError(f"namespace: notebook {name!r} defines no PARAM_NAMES (the names of its parameters "
+                             "cell); define it before start_notebook or pass param_names=")
+        param_names = namespace["PARAM_NAMES"]
+    missing = [k for k in param_names if k not in namespace]
+    if missing:
+        raise ValueError(f"param_names: {missing} are listed but not defined in notebook {name!r}'s namespace "
+                         "(is the parameters cell run?)")
+    parameters = {k: namespace[k] for k in param_names}
+    generator = seed_everything(int(parameters.get("seed", 0)))
+    if torch_threads:
+        torch.set_num_threads(int(torch_threads))
+    return NotebookRun(name, parameters, timer, generator)
+
+
+__all__ = ["NotebookRun", "SMOKE_PROFILE", "start_notebook"]

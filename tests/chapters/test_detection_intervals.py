@@ -1,0 +1,59 @@
+"""The fast mAP resampler reproduces evaluate_map on all images, and its intervals behave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ispbench.chapters.detection_intervals import MapResampler, map_intervals
+from ispbench.tasks.map_eval import evaluate_map
+
+
+def _random_detections(rng, n_images=30, n_classes=3, size=(96, 128)):
+    preds, gts = [], []
+    h, w = size
+    for _ in range(n_images):
+        m = int(rng.integers(0, 4))
+        gt = np.column_stack([rng.integers(0, n_classes, m), rng.uniform(0.2, 0.8, (m, 2)), rng.uniform(0.1, 0.3, (m, 2))])
+        rows = []
+        for c, cx, cy, bw, bh in gt:  # a noisy hit per GT, plus clutter
+            jitter = rng.normal(0, 0.03, 4)
+            x1, y1 = (cx - bw / 2 + jitter[0]) * w, (cy - bh / 2 + jitter[1]) * h
+            x2, y2 = (cx + bw / 2 + jitter[2]) * w, (cy + bh / 2 + jitter[3]) * h
+            rows.append([x1, y1, x2, y2, rng.uniform(0.3, 1.0), c])
+        for _ in range(int(rng.integers(0, 5))):
+            x1, y1 = rng.uniform(0, w - 20), rng.uniform(0, h - 20)
+            rows.append([x1, y1, x1 + 20, y1 + 15, rng.uniform(0.0, 0.6), rng.integers(0, n_classes)])
+        preds.append(np.array(rows, dtype=float).reshape(-1, 6))
+        gts.append(gt.reshape(-1, 5))
+    return preds, gts, [size] * n_images
+
+
+def test_resampler_on_all_images_equals_evaluate_map():
+    preds, gts, sizes = _random_detections(np.random.default_rng(0))
+    ref = evaluate_map(preds, gts, sizes)
+    ours = MapResampler(preds, gts, sizes)(np.arange(len(preds)))
+    assert ours == pytest.approx([100 * ref["mAP@0.5"], 100 * ref["mAP@0.75"], 100 * ref["mAP@0.5:0.95"]], abs=1e-9)
+
+
+def test_resampler_with_repeats_equals_evaluate_map_on_the_repeated_list():
+    preds, gts, sizes = _random_detections(np.random.default_rng(1), n_images=12)
+    idx = np.array([0, 0, 3, 5, 5, 5, 7, 11])
+    # distinct scores per copy would reorder ties; evaluate_map keeps copies adjacent in image order, as we do
+    ref = evaluate_map([preds[i] for i in idx], [gts[i] for i in idx], [sizes[i] for i in idx])
+    ours = MapResampler(preds, gts, sizes)(idx)
+    assert ours[0] == pytest.approx(100 * ref["mAP@0.5"], abs=1e-6)
+    assert ours[2] == pytest.approx(100 * ref["mAP@0.5:0.95"], abs=1e-6)
+
+
+def test_map_intervals_bracket_the_value_and_need_predictions():
+    preds, gts, sizes = _random_detections(np.random.default_rng(2), n_images=40)
+    dataset = [{"image": np.zeros((3, *sizes[i])), "boxes": g[:, 1:], "labels": g[:, 0]} for i, g in enumerate(gts)]
+    ref = evaluate_map(preds, gts, sizes)
+    ci = map_intervals({"predictions": preds}, dataset, n_resamples=200, seed=0)
+    for metric in ("mAP@0.5", "mAP@0.75", "mAP@0.5:0.95"):
+        low, high = ci[metric]
+        assert low <= 100 * ref[metric] <= high and high - low > 0
+    assert map_intervals({"predictions": preds}, dataset, n_resamples=200, seed=0) == ci
+    with pytest.raises(ValueError, match="predictions"):
+        map_intervals({}, dataset)
