@@ -333,3 +333,14 @@ def test_side_by_side_oom_rows_and_format():
 def test_format_side_by_side_rejects_other_frames():
     with pytest.raises(ValueError, match="missing columns"):
         papers.format_side_by_side(pd.DataFrame({"method": ["x"]}))
+
+
+def test_side_by_side_carries_our_intervals():
+    ours = [{"method": "AdaptiveISP", "metric": "mAP@0.5", "value": 70.0, "n_seeds": 3, "ci_low": 68.0, "ci_high": 72.5}]
+    df = papers.side_by_side(ours, paper="AdaptiveISP", table=9, profile="smoke", data="toy")
+    row = df[df.method.eq("AdaptiveISP") & df.metric.eq("mAP@0.5")].iloc[0]
+    assert (row.n_seeds, row.our_ci_low, row.our_ci_high) == (3, 68.0, 72.5)
+    assert list(df.columns[-3:]) == ["n_seeds", "our_ci_low", "our_ci_high"]
+    plain = papers.side_by_side([{k: ours[0][k] for k in ("method", "metric", "value")}], paper="AdaptiveISP", table=9,
+                         profile="smoke", data="toy")
+    assert "our_ci_low" not in plain.columns

@@ -66,6 +66,8 @@ SIDE_BY_SIDE_COLUMNS = [
     "paper", "table", "dataset", "method", "metric", "setting",
     "paper_value", "our_value", "difference", "profile", "data",
 ]
+#: Our rows' interval columns (:func:`ispbench.stats.interval_fields`), carried into the comparison when present.
+INTERVAL_COLUMNS = {"n_seeds": "n_seeds", "ci_low": "our_ci_low", "ci_high": "our_ci_high"}
 METRICS = ("mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "PSNR", "SSIM", "LPIPS", "queries", "time", "frequency")
 
 
@@ -225,7 +227,9 @@ def side_by_side(
     Returns:
         DataFrame with columns :data:`SIDE_BY_SIDE_COLUMNS`: first every published number of the
         table (``our_value`` NaN when we have none), in the paper's order, then our rows the paper
-        does not have (``paper_value`` NaN). ``difference = our_value - paper_value``.
+        does not have (``paper_value`` NaN). ``difference = our_value - paper_value``. When ``ours``
+        carries interval columns (``n_seeds``, ``ci_low``, ``ci_high``), they follow as ``n_seeds``,
+        ``our_ci_low``, ``our_ci_high``.
 
     Raises:
         KeyError: unknown paper, table or dataset.
@@ -287,7 +291,8 @@ def side_by_side(
                       UserWarning, stacklevel=2)
 
     left = published[["paper", "table", *KEY, "value"]].rename(columns={"value": "paper_value"})
-    right = frame[[*KEY, "value"]].rename(columns={"value": "our_value"})
+    intervals = [c for c in INTERVAL_COLUMNS if c in frame.columns]
+    right = frame[[*KEY, "value", *intervals]].rename(columns={"value": "our_value", **INTERVAL_COLUMNS})
     matched = left.merge(right, on=KEY, how="left")
     extra = right.merge(left[KEY], on=KEY, how="left", indicator=True)
     extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge")
@@ -298,7 +303,7 @@ def side_by_side(
     out["difference"] = out["our_value"] - out["paper_value"]
     out["profile"] = profile
     out["data"] = data
-    return out[SIDE_BY_SIDE_COLUMNS].reset_index(drop=True)
+    return out[SIDE_BY_SIDE_COLUMNS + [INTERVAL_COLUMNS[c] for c in intervals]].reset_index(drop=True)
 
 
 #: Decimals the papers print per metric (used for display only; other metrics: up to 4, trimmed).
