@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ispbench import parameters as declarations
 from ispbench.results import Timer, write_results
 from ispbench.seeding import seed_everything
 
@@ -65,6 +66,9 @@ class NotebookRun:
               metrics: Mapping[str, Any] | None = None) -> Path:
         """Write the notebook's results with provenance (:func:`ispbench.results.write_results`).
 
+        Parameters other than the profile's (see ``ispbench/profiles/parameters.yaml`` and the
+        profile YAML) go to ``results/<profile>/runs/<name>-<hash>/``, never over the profile's results.
+
         Args:
             data: which data produced the numbers, in words.
             tables: named tables (DataFrames or lists of row dicts).
@@ -93,6 +97,9 @@ def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequ
     Raises:
         ValueError: no ``PARAM_NAMES`` (and no ``param_names``), or a listed parameter missing
             from ``namespace``.
+        ispbench.parameters.ParameterError: (a ``ValueError``) a value its declaration in
+            ``ispbench/profiles/parameters.yaml`` does not allow (a direct papermill run with
+            ``-p image_size -5``); the message names the parameter.
 
     Example:
         >>> run = start_notebook("demo/x", {"profile": "smoke", "seed": 3}, param_names=["profile", "seed"])
@@ -110,6 +117,7 @@ def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequ
         raise ValueError(f"param_names: {missing} are listed but not defined in notebook {name!r}'s namespace "
                          "(is the parameters cell run?)")
     parameters = {k: namespace[k] for k in param_names}
+    declarations.check(name, parameters)
     generator = seed_everything(int(parameters.get("seed", 0)))
     if torch_threads:
         torch.set_num_threads(int(torch_threads))

@@ -29,7 +29,9 @@ def _font_file() -> Path:
 
 
 def configure_ultralytics() -> Path:
-    """Point ultralytics at a local config folder with sync off and a local font. Idempotent.
+    """Point ultralytics at a local config folder with sync off, a local font and safe loading. Idempotent.
+
+    Call it before the first ``import ultralytics``: ultralytics reads ``ULTRALYTICS_SAFE_LOAD`` at import.
 
     Returns:
         The ultralytics config folder (``$YOLO_CONFIG_DIR``).
@@ -39,6 +41,9 @@ def configure_ultralytics() -> Path:
     config.mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(config)
     os.environ["YOLO_OFFLINE"] = "1"
+    # every ultralytics checkpoint load (training, validation, YOLO(path)) with weights_only=True plus its
+    # allow-list of layer classes, so a crafted weights file cannot run code
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     os.environ.setdefault("YOLO_VERBOSE", "False")
     font = config / "Arial.ttf"
     if not font.exists():

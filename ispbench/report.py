@@ -14,7 +14,9 @@ difference, profile, data``. A notebook may cover several paper tables: concaten
 ``side_by_side`` frames into one ``comparison``. Rows are matched to the typed paper numbers
 (:mod:`ispbench.papers`) on ``(paper, table, dataset, method, metric, setting)``; differences
 are recomputed against the current CSV, so fixing a typo in the paper numbers needs no re-run.
-When two notebooks report the same cell, the newer result file wins.
+When two notebooks report the same cell, the newer result file wins. Only the profile's own
+results count (:func:`ispbench.results.all_results`): a run with other parameters (``-p``
+overrides, a direct papermill run) lives in ``results/<profile>/runs/`` and is left out.
 
 Status of a paper table (counting only cells where the paper prints a number):
 
@@ -39,7 +41,7 @@ import pandas as pd
 
 from ispbench import atomic, papers, runner
 from ispbench.paths import REPO_DIR, results_dir
-from ispbench.results import all_results
+from ispbench.results import ResultFileError, all_results
 
 COMPARISON_TABLE = "comparison"
 STATUS_COLUMNS = [
@@ -261,9 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ispbench report status: unknown profile {args.profile!r}; valid profiles: "
               f"{', '.join(runner.available_profiles())}", file=sys.stderr)
         return 2
-    page = status_markdown(args.profile)
+    try:
+        page = status_markdown(args.profile)
+        status = status_table(args.profile)
+    except ResultFileError as exc:  # names the file and the command that regenerates it
+        print(f"ispbench report status: {exc}", file=sys.stderr)
+        return 2
     atomic.write_text(args.out, page)
-    status = status_table(args.profile)
     counts = status["status"].value_counts().to_dict()
     print(f"wrote {args.out}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("reproduced", "partly", "not yet"))
           + f" ({len(status)} paper tables, profile {args.profile})")

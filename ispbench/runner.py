@@ -15,14 +15,19 @@ data and settings, on a GPU).
 
 For each notebook the runner
 
-1. merges the profile's defaults and notebook parameters with command-line overrides and
-   refuses any name the notebook's ``parameters`` cell does not declare;
-2. skips the notebook when its cache key (notebook source, parameters, profile and every file
-   of the ``ispbench`` package) equals the key of the last good run;
-3. executes it with an explicit kernel, with ``$ISPBENCH_RESULTS`` pointing at a staging folder;
-4. on success renames the executed copy and the staged result files into
-   ``results/<profile>/``; on failure keeps the last good copy and results untouched, keeps the
-   failed copy as ``<name>.failed.ipynb`` and reports the notebook, cell and error.
+1. merges the profile's defaults and notebook parameters with command-line overrides, refuses
+   any name the notebook's ``parameters`` cell does not declare, and checks every value against
+   its declaration (``ispbench/profiles/parameters.yaml``) before any kernel starts;
+2. picks where the run publishes: ``results/<profile>/<name>`` when the parameters are the
+   profile's, else ``results/<profile>/runs/<name>-<hash>`` (see :mod:`ispbench.results`);
+3. skips the notebook when the published set's cache key (notebook source, parameters, profile
+   and every file of the ``ispbench`` package) equals this run's;
+4. executes it with an explicit kernel into a fresh staging folder (``$ISPBENCH_STAGING``), where
+   the notebook's ``write_results`` also writes;
+5. on success adds the cache key and publishes the whole set (results, CSVs, executed notebook,
+   key) with one atomic switch of a link; on failure or interruption removes the staging folder,
+   keeps the last good set untouched, keeps the failed copy as ``<slot>.failed.ipynb`` and reports
+   the notebook, cell and error. Each start first removes what interrupted runs left behind.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,14 +45,14 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from ispbench import atomic
+from ispbench import atomic, parameters, results
 from ispbench.paths import PACKAGE_DIR, REPO_DIR
 
 KERNEL_NAME = "ispbench"
-PROFILES_DIR = PACKAGE_DIR / "profiles"
+PROFILES_DIR = parameters.PROFILES_DIR
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 #: Injected into every notebook that declares it, so a notebook knows the profile it runs under.
-PROFILE_PARAMETER = "profile"
+PROFILE_PARAMETER = parameters.PROFILE_PARAMETER
 
 
 class RunnerError(Exception):
@@ -87,29 +91,15 @@ class NotebookFailure(RunnerError):
 
 def available_profiles(profiles_dir: Path = PROFILES_DIR) -> list[str]:
     """Names of the profile YAML files."""
-    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml"))
+    return parameters.available_profiles(profiles_dir)
 
 
 def load_profile(name: str, profiles_dir: Path = PROFILES_DIR) -> dict[str, Any]:
     """Read and check a profile; unknown names are refused with the list of valid ones."""
-    path = Path(profiles_dir) / f"{name}.yaml"
-    if not path.exists():
-        raise RunnerError(
-            f"unknown profile {name!r}; valid profiles: {', '.join(available_profiles(profiles_dir)) or '(none)'}"
-        )
-    profile = yaml.safe_load(path.read_text()) or {}
-    for key in ("defaults", "notebooks"):
-        value = profile.get(key) or {}
-        if not isinstance(value, dict):
-            raise RunnerError(f"{path}: field {key!r} must be a mapping, got {type(value).__name__}")
-        profile[key] = value
-    for notebook, params in profile["notebooks"].items():
-        if params is None:
-            profile["notebooks"][notebook] = {}
-        elif not isinstance(params, dict):
-            raise RunnerError(f"{path}: parameters of notebook {notebook!r} must be a mapping")
-    profile["name"] = name
-    return profile
+    try:
+        return parameters.load_profile(name, profiles_dir)
+    except parameters.ParameterError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------- notebooks
@@ -146,22 +136,18 @@ def resolve_parameters(
     Defaults are given only to notebooks that declare them; notebook parameters and overrides
     must be declared, else the error lists the valid names.
     """
-    params: dict[str, Any] = {}
-    if PROFILE_PARAMETER in declared:
-        params[PROFILE_PARAMETER] = profile["name"]
-    params.update({k: v for k, v in profile["defaults"].items() if k in declared})
-    for source, values in (
-        (f"profile {profile['name']!r}", profile["notebooks"].get(notebook_id, {})),
-        ("the command line", overrides),
-    ):
-        unknown = sorted(set(values) - set(declared))
-        if unknown:
-            raise RunnerError(
-                f"unknown parameter(s) {', '.join(unknown)} for notebook {notebook_id!r} (from {source}); "
-                f"valid parameters: {', '.join(sorted(declared))}"
-            )
-        params.update(values)
-    return params
+    try:
+        return parameters.resolve(notebook_id, declared, profile, overrides)
+    except parameters.ParameterError as exc:
+        raise RunnerError(str(exc)) from None
+
+
+def check_parameters(notebook_id: str, params: Mapping[str, Any]) -> None:
+    """Refuse a value its declaration does not allow, naming the parameter (before any kernel starts)."""
+    try:
+        parameters.check(notebook_id, params)
+    except parameters.ParameterError as exc:
+        raise RunnerError(f"{exc}; nothing was run") from None
 
 
 # ----------------------------------------------------------------------------- cache
@@ -211,6 +197,14 @@ class RunReport:
     output: Path | None = None
     error: NotebookFailure | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: where the run published, relative to ``results/<profile>``: the notebook id, or
+    #: ``runs/<id>-<hash>`` for parameters other than the profile's
+    slot: str = ""
+
+    @property
+    def profile_results(self) -> bool:
+        """True when the run stands as the profile's result (its parameters are the profile's)."""
+        return not self.slot.startswith(f"{results.RUNS}/")
 
 
 def _failure_from(exc: Exception, notebook_id: str) -> NotebookFailure:
@@ -223,18 +217,29 @@ def _failure_from(exc: Exception, notebook_id: str) -> NotebookFailure:
     )
 
 
+#: papermill's tag of the two markdown cells it adds to a failed copy (a note on top, an anchor
+#: just before the failing cell), which shift every index of the copy.
+PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"
+
+
 def _locate_failed_cell(failure: NotebookFailure) -> None:
-    """Turn papermill's 0-based index in the executed copy into the 1-based source cell number."""
+    """Find the failing cell in the executed copy (the code cell holding the error output) and give
+    its 1-based number among the source notebook's cells and its own first line."""
     import nbformat
 
-    if failure.cell_index is None or failure.failed_copy is None:
+    if failure.failed_copy is None:
         return
     cells = nbformat.read(failure.failed_copy, as_version=4).cells
-    if not 0 <= failure.cell_index < len(cells):
+    added = {PAPERMILL_ERROR_TAG, "injected-parameters"}
+    source_cells = [c for c in cells if not added & set(c.metadata.get("tags", []))]
+    failing = next((i for i, c in enumerate(source_cells) if c.cell_type == "code"
+                    and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    if failing is None:
         return
-    injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[: failure.cell_index])
-    failure.first_line = next((line.strip() for line in cells[failure.cell_index].source.splitlines() if line.strip()), "")[:80]
-    failure.cell_index = failure.cell_index - injected + 1
+    cell = source_cells[failing]
+    failure.first_line = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")[:80]
+    failure.cell_index = failing + 1
+    failure.execution_count = cell.get("execution_count", failure.execution_count)
 
 
 def execute_notebook(
@@ -254,55 +259,61 @@ def execute_notebook(
     source = notebook_path(notebook_id, notebooks_dir)
     if not source.exists():
         raise RunnerError(f"notebook {notebook_id!r} not found: expected {source}")
-    params = resolve_parameters(notebook_id, declared_parameters(source), profile, overrides or {})
+    declared = declared_parameters(source)
+    params = resolve_parameters(notebook_id, declared, profile, overrides or {})
+    check_parameters(notebook_id, params)
+    own = params == resolve_parameters(notebook_id, declared, profile, {})
+    slot = results.slot_name(notebook_id, profile["name"], params, own=own)
     results_root = Path(results_root or os.environ.get("ISPBENCH_RESULTS", REPO_DIR / "results"))
-    out_dir = results_root / profile["name"] / "notebooks"
-    executed = out_dir / f"{notebook_id}.ipynb"
-    key_file = executed.with_suffix(".key")
+    profile_dir = results_root / profile["name"]
+    profile_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(source, params, profile["name"], fingerprint or package_fingerprint())
-    if not force and executed.exists() and key_file.exists() and key_file.read_text().strip() == key:
-        return RunReport(notebook_id, "cached", output=executed, parameters=params)
+    published = results.current(profile_dir, slot)
+    link = profile_dir / slot
+    if (not force and published is not None and (published / results.EXECUTED_FILE).is_file()
+            and (published / results.KEY_FILE).is_file()
+            and (published / results.KEY_FILE).read_text().strip() == key):
+        return RunReport(notebook_id, "cached", output=link / results.EXECUTED_FILE, parameters=params, slot=slot)
 
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=results_root))
-    tmp_out = executed.with_name(f".{executed.stem}.running.ipynb")
-    env_before = os.environ.get("ISPBENCH_RESULTS")
-    os.environ["ISPBENCH_RESULTS"] = str(staging)  # the kernel inherits this environment
+    staging = results.new_staging(profile_dir, slot)
+    executed = staging / results.EXECUTED_FILE
+    failed = link.with_name(f"{link.name}.failed.ipynb")
+    saved_env = {k: os.environ.get(k) for k in ("ISPBENCH_RESULTS", results.STAGING_ENV, results.STAGING_NAME_ENV)}
+    # the kernel inherits this environment: write_results of this notebook writes into staging
+    os.environ.update({"ISPBENCH_RESULTS": str(results_root), results.STAGING_ENV: str(staging),
+                       results.STAGING_NAME_ENV: notebook_id})
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(source), str(tmp_out), parameters=params, kernel_name=kernel_name,
-            cwd=str(REPO_DIR), progress_bar=False, log_output=False,
-        )
-    except Exception as exc:  # noqa: BLE001 - papermill raises several types
-        failure = _failure_from(exc, notebook_id)
-        if tmp_out.exists():
-            failed = executed.with_name(f"{executed.stem}.failed.ipynb")
-            os.replace(tmp_out, failed)
-            failure.failed_copy = failed
-            _locate_failed_cell(failure)
-        return RunReport(notebook_id, "failed", time.perf_counter() - start, error=failure, parameters=params)
-    finally:
-        if env_before is None:
-            os.environ.pop("ISPBENCH_RESULTS", None)
-        else:
-            os.environ["ISPBENCH_RESULTS"] = env_before
+        try:
+            papermill.execute_notebook(
+                str(source), str(executed), parameters=params, kernel_name=kernel_name,
+                cwd=str(REPO_DIR), progress_bar=False, log_output=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - papermill raises several types
+            failure = _failure_from(exc, notebook_id)
+            if executed.exists():
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(executed, failed)
+                failure.failed_copy = failed
+                _locate_failed_cell(failure)
+            return RunReport(notebook_id, "failed", time.perf_counter() - start, error=failure,
+                             parameters=params, slot=slot)
+        finally:
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         seconds = time.perf_counter() - start
-    try:
-        # Success: promote staged results (each rename is atomic), then the executed copy and key.
-        for staged in sorted(staging.rglob("*")):
-            if staged.is_file():
-                target = results_root / staged.relative_to(staging)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(staged, target)
-        os.replace(tmp_out, executed)
-        atomic.write_text(key_file, key + "\n")
-        stale = executed.with_name(f"{executed.stem}.failed.ipynb")
-        if stale.exists():
-            stale.unlink()
+        # Success: the key joins the set, and the whole set is published with one switch.
+        atomic.write_text(staging / results.KEY_FILE, key + "\n")
+        results.publish_set(staging, profile_dir, slot)
+        if failed.exists():
+            failed.unlink()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return RunReport(notebook_id, "executed", seconds, output=executed, parameters=params)
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+    return RunReport(notebook_id, "executed", seconds, output=link / results.EXECUTED_FILE, parameters=params,
+                     slot=slot)
 
 
 def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
@@ -368,6 +379,9 @@ def run(
     if kernel_name == KERNEL_NAME:
         ensure_kernel(kernel_name)
     fingerprint = package_fingerprint(package_dir)
+    root = Path(results_root or os.environ.get("ISPBENCH_RESULTS", REPO_DIR / "results"))
+    for stale in results.clean_stale(root / profile):
+        print(f"removed {stale} (left by an interrupted run)", file=stream, flush=True)
     reports = []
     for i, notebook_id in enumerate(selected, 1):
         prefix = f"[{i}/{len(selected)}] {notebook_id} ({profile})"
@@ -382,7 +396,10 @@ def run(
             print(f"{prefix} cached: source, parameters and package unchanged", file=stream, flush=True)
         else:
             print(f"{prefix} executed in {report.seconds:.1f} s", file=stream, flush=True)
-        if publish_dir and report.status != "failed":
+        if report.status != "failed" and not report.profile_results:
+            print(f"  parameters differ from profile {profile!r}'s: results are in "
+                  f"{root / profile / report.slot}, not the profile's (and not in the book)", file=stream, flush=True)
+        if publish_dir and report.status != "failed" and report.profile_results:
             publish(report, Path(publish_dir), notebooks_dir)
         reports.append(report)
     return reports

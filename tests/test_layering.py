@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ispbench"
 LAYERS: dict[str, int] = {
     # foundation: files, paths, seeds, provenance, statistics, paper numbers, result files
     "": 0, "atomic": 0, "paths": 0, "seeding": 0, "offline": 0, "provenance": 0, "stats": 0,
-    "papers": 0, "results": 0,
+    "papers": 0, "results": 0, "parameters": 0,
     "ops": 1,
     "data": 2,
     "tasks": 3,

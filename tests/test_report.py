@@ -168,3 +168,23 @@ def test_page_renders_with_myst_without_warnings(results, tmp_path):
                        settings_overrides={"warning_stream": stream, "report_level": 2, "halt_level": 5,
                                            "myst_enable_extensions": ["dollarmath"]})
     assert warnings.read_text() == ""
+
+
+def test_corrupt_result_file_is_named_with_how_to_regenerate(results, tmp_path, capsys):
+    path = _write("rlpixtuner/table1", partial_rlpixtuner_table1())
+    path.resolve().write_text("{not json")
+    assert report.main(["--profile", "embedded", "--out", str(tmp_path / "status.md")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "ispbench run rlpixtuner/table1 --profile embedded --force" in err
+
+
+def test_only_results_with_the_profiles_parameters_count(results, capsys):
+    from ispbench.results import read_results
+
+    own = write_results("rlpixtuner/table1", profile="embedded", parameters={"profile": "embedded", "n_images": 16},
+                        data="own", tables={"comparison": partial_rlpixtuner_table1()})
+    ad_hoc = write_results("rlpixtuner/table1", profile="embedded", parameters={"profile": "embedded", "n_images": 3},
+                           data="ad hoc", tables={"comparison": partial_rlpixtuner_table1()})
+    assert "runs/rlpixtuner/table1-" in str(ad_hoc) and "parameters differ" in capsys.readouterr().err
+    assert read_results("rlpixtuner/table1", "embedded")["data"] == "own" and own.exists()
+    assert [r["data"] for r in report.all_results("embedded")] == ["own"]

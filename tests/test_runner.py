@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-from ispbench import runner
+from ispbench import results, runner
 
 TINY_NOTEBOOK_CODE = """
 from ispbench.results import write_results, Timer
@@ -56,7 +58,7 @@ def _run(project, **kwargs):
 def test_runner_executes_and_records_provenance(tiny_project):
     (report,) = _run(tiny_project)
     assert report.status == "executed", report.error
-    result = json.loads((tiny_project["results_root"] / "smoke" / "tiny" / "demo.json").read_text())
+    result = json.loads((tiny_project["results_root"] / "smoke" / "tiny" / "demo" / "result.json").read_text())
     assert result["metrics"]["value"] == 10  # scale from the profile reached the notebook
     assert result["seed"] == 3  # a profile default the notebook declares
     assert result["profile"] == "smoke"
@@ -68,35 +70,143 @@ def test_runner_executes_and_records_provenance(tiny_project):
     assert executed.metadata.papermill.parameters["scale"] == 5
 
 
-def test_command_line_override_and_cache(tiny_project):
+def _slot(project, slot="tiny/demo"):
+    return project["results_root"] / "smoke" / slot
+
+
+def test_command_line_override_goes_to_its_own_run_folder_and_cache(tiny_project):
+    (own,) = _run(tiny_project)
+    own_result = (_slot(tiny_project) / "result.json").read_text()
     (first,) = _run(tiny_project, overrides={"scale": 7})
-    assert first.status == "executed"
+    assert first.status == "executed" and first.slot.startswith("runs/tiny/demo-") and not first.profile_results
+    ad_hoc = json.loads((_slot(tiny_project, first.slot) / "result.json").read_text())
+    assert ad_hoc["metrics"]["value"] == 14
+    assert (_slot(tiny_project) / "result.json").read_text() == own_result  # profile's results untouched
     (again,) = _run(tiny_project, overrides={"scale": 7})
     assert again.status == "cached"
-    (changed,) = _run(tiny_project, overrides={"scale": 8})
-    assert changed.status == "executed"
+    (same,) = _run(tiny_project, overrides={"scale": 5})  # the profile's own value: the profile's slot
+    assert same.status == "cached" and same.slot == "tiny/demo"
     (tiny_project["package_dir"] / "code.py").write_text("x = 2\n")  # package code changed
-    (recoded,) = _run(tiny_project, overrides={"scale": 8})
+    (recoded,) = _run(tiny_project)
     assert recoded.status == "executed"
-    result = json.loads((tiny_project["results_root"] / "smoke" / "tiny" / "demo.json").read_text())
-    assert result["metrics"]["value"] == 16
+    result = json.loads((_slot(tiny_project) / "result.json").read_text())
+    assert result["metrics"]["value"] == 10
+
+
+def _set_profile_value(project, **values):
+    path = project["profiles_dir"] / "smoke.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["notebooks"]["tiny/demo"].update(values)
+    path.write_text(yaml.safe_dump(spec))
 
 
 def test_failing_notebook_reports_cell_and_keeps_last_good_results(tiny_project, capsys):
     (good,) = _run(tiny_project)
-    result_file = tiny_project["results_root"] / "smoke" / "tiny" / "demo.json"
+    result_file = _slot(tiny_project) / "result.json"
     good_result = result_file.read_text()
     good_notebook = good.output.read_text()
 
-    (bad,) = _run(tiny_project, overrides={"fail": True})
-    assert bad.status == "failed"
+    _set_profile_value(tiny_project, fail=True)  # the profile's own slot
+    (bad,) = _run(tiny_project)
+    assert bad.status == "failed" and bad.slot == "tiny/demo"
     message = str(bad.error)
     assert "tiny/demo" in message and "ValueError" in message and "asked to fail" in message
-    assert bad.error.cell_index is not None and "cell" in message
+    assert bad.error.cell_index == 3 and "cell 3 `from ispbench.results import write_results, Timer`" in message
     assert result_file.read_text() == good_result  # last good results kept
     assert good.output.read_text() == good_notebook  # last good executed copy kept
     assert bad.error.failed_copy and bad.error.failed_copy.exists()
     assert "FAILED" in capsys.readouterr().out
+    leftovers = [p for p in tiny_project["results_root"].rglob("*") if p.name.startswith(".staging")
+                 or p.name.endswith(".running.ipynb")]
+    assert not leftovers
+
+
+def test_failure_message_quotes_the_failing_cells_own_first_line(tiny_project):
+    nb_path = tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells.insert(2, nbformat.v4.new_code_cell("before = 1  # cell 3: runs fine"))
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("Some prose (cell 4)."))
+    nb.cells.append(nbformat.v4.new_code_cell("# cell 6 fails\nraise KeyError('in cell six')"))
+    nbformat.write(nb, nb_path)
+    (bad,) = _run(tiny_project)
+    assert bad.status == "failed"
+    assert bad.error.cell_index == 6 and bad.error.first_line == "# cell 6 fails", str(bad.error)
+    assert "cell 6 `# cell 6 fails`" in str(bad.error) and "KeyError" in str(bad.error)
+
+
+def _consistent(project):
+    """The published set: result, executed notebook and key all from one run."""
+    folder = _slot(project)
+    assert folder.is_symlink()
+    result = json.loads((folder / "result.json").read_text())
+    executed = nbformat.read(folder / "executed.ipynb", as_version=4)
+    assert executed.metadata.papermill.parameters["scale"] == result["parameters"]["scale"]
+    assert (folder / "cache.key").read_text().strip()
+    return result
+
+
+def test_publishing_killed_midway_keeps_the_previous_set_and_the_next_run_repairs(tiny_project, monkeypatch):
+    (good,) = _run(tiny_project)
+    before = _consistent(tiny_project)
+    key_before = (_slot(tiny_project) / "cache.key").read_text()
+    _set_profile_value(tiny_project, scale=6)
+    real_replace = results.os.replace
+
+    def crash(*args, **kwargs):  # the rename of the staged set happened; the switch crashes
+        raise OSError("disk unplugged while publishing")
+
+    monkeypatch.setattr(results.os, "replace", crash)
+    with pytest.raises(OSError, match="disk unplugged"):
+        _run(tiny_project)
+    monkeypatch.setattr(results.os, "replace", real_replace)
+    after = _consistent(tiny_project)
+    assert after == before and (_slot(tiny_project) / "cache.key").read_text() == key_before
+    versions = tiny_project["results_root"] / "smoke" / ".versions" / "tiny" / "demo"
+    assert len(list(versions.iterdir())) == 1  # nothing half-published left
+    (again,) = _run(tiny_project)  # not "cached": the key is the old run's
+    assert again.status == "executed"
+    assert _consistent(tiny_project)["metrics"]["value"] == 12
+
+
+def test_a_killed_run_leaves_nothing_the_next_start_keeps(tiny_project, tmp_path):
+    (good,) = _run(tiny_project)
+    profile_dir = tiny_project["results_root"] / "smoke"
+    versions = profile_dir / ".versions" / "tiny" / "demo"
+    # what os._exit in the middle of a run leaves: a staging folder of a dead process, a renamed
+    # but never linked version, a half-made link, the old layout's running copy and staging folder
+    script = ("import os, sys\nsys.path.insert(0, %r)\nfrom ispbench import results\n"
+              "s = results.new_staging(%r, 'tiny/demo')\nopen(os.path.join(s, 'result.json'), 'w').write('{')\n"
+              "os._exit(1)\n") % (str(Path(runner.__file__).parents[1]), str(profile_dir))
+    subprocess.run([sys.executable, "-c", script], check=False)
+    (versions / "v1-1").mkdir()
+    (profile_dir / "tiny" / ".demo.link-1").symlink_to("nowhere")
+    (profile_dir / "notebooks" / "tiny").mkdir(parents=True)
+    (profile_dir / "notebooks" / "tiny" / ".demo.running.ipynb").write_text("{}")
+    (tiny_project["results_root"] / ".staging-abc").mkdir()
+    assert len(list(versions.iterdir())) == 3
+    (cached,) = _run(tiny_project)
+    assert cached.status == "cached"
+    assert list(versions.iterdir()) == [_slot(tiny_project).resolve()]
+    names = [p.name for p in tiny_project["results_root"].rglob("*")]
+    assert not [n for n in names if n.startswith((".staging", ".demo.")) or n.endswith(".running.ipynb")]
+
+
+def test_bad_parameter_values_are_refused_before_any_kernel(monkeypatch, results_env):
+    import papermill
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
+    for name, value, words in (("image_size", -5, "image_size must be >= 16, got -5"),
+                               ("image_size", "abc", "image_size must be an integer"),
+                               ("image_size", 1.5, "image_size must be an integer")):
+        with pytest.raises(runner.RunnerError, match=words):
+            runner.run(["ops/gallery"], profile="smoke", overrides={name: value}, results_root=results_env)
+    with pytest.raises(runner.RunnerError, match="n_images must be an integer"):
+        runner.run(["adaptiveisp/table1"], profile="smoke", overrides={"n_images": "abc"}, results_root=results_env)
+    with pytest.raises(runner.RunnerError, match="device must be a torch device"):
+        runner.run(["ops/gallery"], profile="smoke", overrides={"device": "gpu"}, results_root=results_env)
 
 
 def test_unknown_profile_lists_valid_ones(tiny_project):

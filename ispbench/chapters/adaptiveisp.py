@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ispbench.chapters.detection_intervals import map_intervals
-from ispbench.data.detection_sets import check_detector_classes, load_detection_split
+from ispbench.data.detection_sets import check_detector_classes, load_detection_split, refusal_message
+from ispbench.data.prepared import DatasetMissingError
 from ispbench.data.synthetic_detection import CLASS_NAMES
 from ispbench.detection_baselines import train as baseline_train
 from ispbench.detection_baselines.models import build_model, default_weights, load_baseline
@@ -29,6 +30,7 @@ from ispbench.paths import WEIGHTS_DIR, cache_dir
 from ispbench.stats import DEFAULT_RESAMPLES, bootstrap_mean, interval_fields, no_interval_fields  # noqa: F401 - for the notebooks
 from ispbench.tasks.detection_eval import evaluate_isp
 from ispbench.tasks.detector import DEFAULT_WEIGHTS, FrozenDetector
+from ispbench.training.checkpoint import settings_hash
 from ispbench.training.config import flat_dict, from_overrides
 
 #: Our method keys -> the paper's method names (Table 1 rows); "Default ISP" is our extra row.
@@ -89,8 +91,10 @@ def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu"
     return Loaded(det, "untrained", f"RANDOM-INIT YOLOv8n: {path} is missing (smoke profile); mAP numbers are meaningless")
 
 
-def _train_dir(name: str, seed: int) -> Path:
-    return cache_dir() / "runs" / f"{name}__seed{seed}"
+def _train_dir(name: str, seed: int, args: Any) -> Path:
+    """``<cache>/runs/<name>__seed<seed>__<hash of the settings>``: a rerun with the same settings resumes there
+    (after a crash, from ``last.pt``), a retraining with other settings never shares it."""
+    return cache_dir() / "runs" / f"{name}__seed{seed}__{settings_hash(flat_dict(args))}"
 
 
 def adaptiveisp_policy(
@@ -109,12 +113,13 @@ def adaptiveisp_policy(
         overrides = dict(train_overrides or {})
         seed = int(overrides.get("seed", 0))
         name = f"adaptiveisp_lc{lambda_tag(lambda_c)}{'' if reuse_penalty else '_noreuse'}"
-        out = _train_dir(name, seed)
-        export = out / "policy.pt"
         # the Table 8 ablation (no reuse penalty) must also drop the hard reuse mask, else reuse stays impossible
         mask = bool(overrides.get("mask_reuse", False)) and reuse_penalty
         args = from_overrides(Args, {**overrides, "lambda_c": lambda_c, "reuse_penalty": 1.0 if reuse_penalty else 0.0,
-                                     "mask_reuse": mask, "out_dir": str(out), "export": str(export), "resume": False})
+                                     "mask_reuse": mask, "resume": True})
+        out = _train_dir(name, seed, args)
+        export = out / "policy.pt"
+        args = from_overrides(Args, {"out_dir": str(out), "export": str(export)}, base=args)
         train(args)
         return Loaded(load_policy(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}, out {out}")
     path = Path(checkpoint) if checkpoint else adaptiveisp_weights(lambda_c, reuse_penalty)
@@ -143,10 +148,10 @@ def baseline_model(
     if retrain:
         overrides = dict(train_overrides or {})
         seed = int(overrides.get("seed", 0))
-        out = _train_dir(method, seed)
+        args = from_overrides(baseline_train.Args, {**overrides, "method": method, "resume": True})
+        out = _train_dir(method, seed, args)
         export = out / "model.pt"
-        args = from_overrides(baseline_train.Args, {**overrides, "method": method, "out_dir": str(out),
-                                                    "export": str(export), "resume": False})
+        args = from_overrides(baseline_train.Args, {"out_dir": str(out), "export": str(export)}, base=args)
         baseline_train.train(args)
         return Loaded(load_baseline(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}")
     path = Path(checkpoint) if checkpoint else default_weights(method)
@@ -260,6 +265,15 @@ def source_note(loaded: Loaded) -> str:
     return f"{loaded.source}: {loaded.note}"
 
 
+#: The profile that runs the papers' settings on the papers' data: no embedded fallback under it.
+PAPER_PROFILE = "paper"
+
+
+def requires_real_data(params: Mapping[str, Any]) -> bool:
+    """True under the ``paper`` profile: loaders refuse the embedded data instead of using it."""
+    return params.get("profile") == PAPER_PROFILE
+
+
 def prepare_detector(params: Mapping[str, Any], *, smoke: bool = False) -> Loaded:
     """The frozen detector of an AdaptiveISP notebook, checked against its data; prints where it came from.
 
@@ -270,9 +284,13 @@ def prepare_detector(params: Mapping[str, Any], *, smoke: bool = False) -> Loade
 
     Raises:
         ValueError: ``retrain=True`` with ``iterations <= 0``, or a detector whose classes do not fit the data.
+        DatasetMissingError: the ``paper`` profile with an empty ``data_root`` (or ``dataset="embedded"``):
+            the message names ``data_root`` and the ``ispbench data prepare`` command.
     """
     if params.get("retrain") and params.get("iterations", 0) <= 0:
         raise ValueError("retrain=True needs iterations > 0")
+    if requires_real_data(params) and (not params["data_root"] or params["dataset"] == "embedded"):
+        raise DatasetMissingError(refusal_message(params["data_root"], params["dataset"]))
     detector = load_detector(params["detector_weights"], imgsz=params["imgsz"], device=params["device"],
                              allow_random=smoke)
     check_detector_classes(detector.model, params["data_root"], params["dataset"])  # real data: COCO-80 labels
@@ -288,7 +306,7 @@ def load_test_split(params: Mapping[str, Any], n_images: int | None = None) -> t
     """
     data_root, dataset = params["data_root"], params["dataset"]
     test = load_detection_split(data_root, dataset, "test", params["n_images"] if n_images is None else n_images,
-                                params["imgsz"])
+                                params["imgsz"], require_real=requires_real_data(params))
     return test, (f"{dataset} ({data_root})" if data_root else "embedded low-light test split")
 
 

@@ -31,6 +31,7 @@ from ispbench.ops.finishing import finish
 from ispbench.stats import bootstrap_mean, interval_fields, no_interval_fields
 from ispbench.tasks.finishing_metrics import LPIPS, LPIPSUnavailable, psnr, ssim
 from ispbench.training import config
+from ispbench.training.checkpoint import settings_hash
 
 METHODS = ("RLPixTuner", "CMAES", "Greedy Search", "Monolithic Proxy", "Cascaded Proxy")
 
@@ -62,16 +63,19 @@ def rlpixtuner_policy(checkpoint: str = "", *, retrain: bool = False, iterations
     """The policy a notebook evaluates, and where it came from.
 
     ``retrain``: trains one now with the shipped policy's recipe (:data:`SHIPPED_RECIPE`, tiny under
-    the smoke profile) for ``iterations`` environment steps, in ``runs/rlpixtuner_<ablation>_<profile>_<seed>``;
+    the smoke profile) for ``iterations`` environment steps, in ``runs/rlpixtuner_<ablation>_<profile>_<seed>_<hash>``
+    (the hash of the settings: a rerun with the same settings resumes exactly from its ``last.pt``, written with the
+    replay buffer every 5000 steps, after a crash; other settings get another folder);
     otherwise loads ``checkpoint`` or the shipped checkpoint.
     """
     if not retrain:
         return load_policy(checkpoint), (checkpoint or "shipped checkpoint")
-    out_dir = f"runs/rlpixtuner_{ablation}_{profile}_{seed}"
     overrides = {**SHIPPED_RECIPE, **(SMOKE_TRAINING if profile == "smoke" else {}),
-                 "total_steps": iterations, "ablation": ablation, "seed": seed, "device": device, "out_dir": out_dir,
-                 "eval_every": 0, "checkpoint_every": 0, "progress": False}
-    train(config.from_overrides(Args, overrides))
+                 "total_steps": iterations, "ablation": ablation, "seed": seed, "device": device,
+                 "eval_every": 0, "checkpoint_every": 5000, "save_buffer": True, "resume": True, "progress": False}
+    args = config.from_overrides(Args, overrides)
+    out_dir = f"runs/rlpixtuner_{ablation}_{profile}_{seed}_{settings_hash(config.flat_dict(args))}"
+    train(config.from_overrides(Args, {"out_dir": out_dir}, base=args))
     return load_policy(f"{out_dir}/policy.pt"), f"trained here: {iterations} env steps"
 
 

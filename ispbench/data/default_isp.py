@@ -20,6 +20,9 @@ Pipeline (exactly, in this order), on linear camera RGB ``x`` of shape ``(B, 3, 
 
 No denoising, no sharpening, no tone curve beyond the sRGB gamma.
 
+Non-finite input is refused (``ValueError`` naming ``linear`` and the count of NaN/Inf values):
+the global exposure mean of step 2 would spread one NaN pixel over the whole image.
+
 Example:
     >>> import torch
     >>> srgb = default_isp(torch.rand(2, 3, 64, 64) * 0.2)
@@ -32,6 +35,7 @@ from __future__ import annotations
 import torch
 
 from ispbench.data.camera import SENSOR
+from ispbench.ops.checks import require_finite, require_finite_number
 from ispbench.ops.color import luminance
 
 #: The fixed white-balance gains for R, G and B, from the embedded sensor's daylight calibration.
@@ -64,6 +68,9 @@ def default_isp(
 
     Returns:
         sRGB image of the same shape, float in ``[0, 1]``. Deterministic.
+
+    Raises:
+        ValueError: wrong shape, bad gains, NaN/Inf in ``linear`` (counted) or in the settings.
     """
     if not isinstance(linear, torch.Tensor):
         raise TypeError(f"linear must be a torch.Tensor, got {type(linear).__name__}")
@@ -73,8 +80,12 @@ def default_isp(
         raise ValueError(f"linear must be (B, 3, H, W) or (3, H, W); got {tuple(linear.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"linear must be a float tensor in [0, 1], got dtype {x.dtype}")
+    require_finite_number("wb_gains", tuple(wb_gains))
+    require_finite_number("target_mean", target_mean)
+    require_finite_number("min_gain, max_gain", (min_gain, max_gain))
     if not 0 < min_gain <= max_gain:
         raise ValueError(f"need 0 < min_gain <= max_gain, got {min_gain}, {max_gain}")
+    require_finite("linear", linear)
     wb = torch.as_tensor(wb_gains, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     x = x.clamp(0.0, 1.0) * wb
     mean_y = luminance(x).mean(dim=(1, 2, 3)).clamp_min(1e-6)

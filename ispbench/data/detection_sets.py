@@ -31,7 +31,7 @@ REAL_SPLITS = {"test": "all"}
 
 
 def load_detection_split(data_root: str = "", dataset: str = "lod", split: str = "test", n_images: int = 0,
-                      imgsz: int = 160, *, light: str = "low"):
+                      imgsz: int = 160, *, light: str = "low", require_real: bool = False):
     """The one place trainers and notebooks pick their detection data.
 
     * ``data_root`` empty, or ``dataset == "embedded"``: the embedded synthetic split ``split``
@@ -43,13 +43,15 @@ def load_detection_split(data_root: str = "", dataset: str = "lod", split: str =
       COCO-80 class ids: score them with a COCO-trained detector (e.g. YOLOv3u weights), see
       :func:`check_detector_classes`.
 
-    ``n_images`` > 0 keeps the first ``n_images`` items. Items are ``{"image" (3, S, S) linear,
+    ``n_images`` > 0 keeps the first ``n_images`` items. ``require_real`` (the ``paper`` profile)
+    refuses the embedded data instead of falling back to it. Items are ``{"image" (3, S, S) linear,
     "boxes" (N, 4) cx cy w h, "labels" (N,), ...}`` (the format of
     :func:`ispbench.data.prepared.collate_detection` and :func:`ispbench.tasks.detection_eval.evaluate_isp`).
 
     Raises:
         DatasetMissingError: ``data_root`` does not exist (the message names the path and the
-            ``ispbench data prepare`` command) or was never prepared.
+            ``ispbench data prepare`` command) or was never prepared; or ``require_real`` with an
+            empty ``data_root`` or ``dataset == "embedded"``.
         ValueError: an unknown ``dataset``.
 
     Example:
@@ -57,6 +59,8 @@ def load_detection_split(data_root: str = "", dataset: str = "lod", split: str =
         >>> ds = load_detection_split("~/data/LOD", "lod", "test", 0, 512)  # doctest: +SKIP
     """
     if not data_root or dataset == "embedded":
+        if require_real:
+            raise DatasetMissingError(refusal_message(data_root, dataset))
         return embedded_split(split, light, data_root, n_images)
     if dataset not in REAL_DETECTION_DATASETS:
         raise ValueError(f"dataset: expected 'embedded' or one of {REAL_DETECTION_DATASETS}, got {dataset!r}")
@@ -68,6 +72,15 @@ def load_detection_split(data_root: str = "", dataset: str = "lod", split: str =
         )
     real_split = REAL_SPLITS.get(split, split)
     return get_dataset(dataset, root, split=real_split, size=int(imgsz), limit=int(n_images) if n_images else None)
+
+
+def refusal_message(data_root: str, dataset: str, profile: str = "paper") -> str:
+    """Why the ``paper`` profile refuses the embedded detection data, and what to do instead."""
+    real = dataset if dataset in REAL_DETECTION_DATASETS else "lod"
+    what = "dataset is 'embedded'" if dataset == "embedded" and data_root else "data_root is empty"
+    return (f"the {profile} profile needs a real detection dataset but {what}: no fallback to the embedded "
+            f"data. Prepare it once with `{prepare_command(real, 'DIR')}` (see data_cards/{real}.md) and pass "
+            f"data_root=DIR with dataset={real!r} (e.g. `ispbench run NOTEBOOK --profile {profile} -p data_root DIR`).")
 
 
 def check_detector_classes(detector, data_root: str = "", dataset: str = "lod") -> None:

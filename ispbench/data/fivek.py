@@ -27,6 +27,8 @@ import numpy as np
 
 from ispbench.atomic import write_json
 from ispbench.data.preparation import (
+    check_max_side,
+    check_settings,
     files_with_suffix,
     find_dirs,
     fit_goal,
@@ -168,6 +170,7 @@ def prepare(
     """Check a FiveK download under ``root`` and write the prepared format to ``out``."""
     root = Path(root).expanduser()
     out = prepared_dir(root, out)
+    max_side = check_max_side(max_side)
     dngs = {p.stem: p for p in _find_dngs(root, out)}
     ids = sorted(dngs, key=id_number)
     if len(ids) != EXPECTED_IMAGES:
@@ -181,18 +184,19 @@ def prepare(
         raise DatasetMissingError(f"FiveK: no Expert C image for {len(missing)} DNG files (first: {missing[:3]}). {DOWNLOAD_HELP}")
     if limit is not None:
         ids = ids[: int(limit)]
+    started = check_settings(out, NAME, {"max_side": max_side, "rawpy_settings": rawpy_settings()})
 
     def work(item_id: str) -> None:
-        linear, meta = raw_to_linear(dngs[item_id])
+        linear, meta = raw_to_linear(dngs[item_id], log)
         goal_path = experts[id_number(item_id)]
-        goal, resized = fit_goal(read_display_image(goal_path), linear.shape[:2], goal_path, dngs[item_id])
+        goal, resized = fit_goal(read_display_image(goal_path, log), linear.shape[:2], goal_path, dngs[item_id])
         linear, goal = resize_max_side(linear, max_side), resize_max_side(goal, max_side)
         meta.update(file=str(dngs[item_id].relative_to(root)), goal_file=str(goal_path.relative_to(root)), goal_resized=resized)
         write_json(out / "meta" / f"{item_id}.json", meta)
         write_png16(out / "goal" / f"{item_id}.png", goal)
         write_png16(out / "linear" / f"{item_id}.png", linear)
 
-    counts = process_items(ids, out, ("meta/.json", "goal/.png", "linear/.png"), work, log, "FiveK ")
+    counts = process_items(ids, out, ("meta/.json", "goal/.png", "linear/.png"), work, log, "FiveK ", after_first=started)
     splits = {
         "train": [i for i in ids if id_number(i) <= TRAIN_LAST],
         "val": [i for i in ids if id_number(i) > TRAIN_LAST],

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from ispbench.atomic import write_json
 from ispbench.data.preparation import (
+    check_max_side,
+    check_settings,
     fit_goal,
     process_items,
     raw_to_linear,
@@ -80,6 +82,7 @@ def prepare(
     """Check an HDR+ subset download under ``root`` and write the prepared format to ``out``."""
     root = Path(root).expanduser()
     out = prepared_dir(root, out)
+    max_side = check_max_side(max_side)
     scenes = _scenes(root, out)
     if not scenes:
         raise DatasetMissingError(f"HDR+: expected {root}/results_20171023/<scene>/merged.dng (found 0 scenes). {DOWNLOAD_HELP}")
@@ -93,18 +96,19 @@ def prepare(
         log(f"HDR+: found {len(ids)} scenes; the official subset has {EXPECTED_SCENES}")
     if limit is not None:
         ids = ids[: int(limit)]
+    started = check_settings(out, NAME, {"max_side": max_side, "rawpy_settings": rawpy_settings()})
 
     def work(item_id: str) -> None:
         d = scenes[item_id]
-        linear, meta = raw_to_linear(d / "merged.dng")
-        goal, resized = fit_goal(read_display_image(d / "final.jpg"), linear.shape[:2], d / "final.jpg", d / "merged.dng")
+        linear, meta = raw_to_linear(d / "merged.dng", log)
+        goal, resized = fit_goal(read_display_image(d / "final.jpg", log), linear.shape[:2], d / "final.jpg", d / "merged.dng")
         linear, goal = resize_max_side(linear, max_side), resize_max_side(goal, max_side)
         meta.update(file=str((d / "merged.dng").relative_to(root)), goal_file=str((d / "final.jpg").relative_to(root)), goal_resized=resized)
         write_json(out / "meta" / f"{item_id}.json", meta)
         write_png16(out / "goal" / f"{item_id}.png", goal)
         write_png16(out / "linear" / f"{item_id}.png", linear)
 
-    counts = process_items(ids, out, ("meta/.json", "goal/.png", "linear/.png"), work, log, "HDR+ ")
+    counts = process_items(ids, out, ("meta/.json", "goal/.png", "linear/.png"), work, log, "HDR+ ", after_first=started)
     for name in ("all", "val"):
         write_split(out / "splits" / f"{name}.txt", ids)
     write_manifest(

@@ -32,6 +32,9 @@ import numpy as np
 
 from ispbench.atomic import write_json
 from ispbench.data.preparation import (
+    check_box_xyxy,
+    check_max_side,
+    check_settings,
     files_with_suffix,
     find_dirs,
     numeric_key,
@@ -40,6 +43,7 @@ from ispbench.data.preparation import (
     rawpy_settings,
     resize_max_side,
     split_entry_id,
+    split_pair,
     write_labels,
     write_manifest,
     write_png16,
@@ -120,7 +124,9 @@ def parse_voc_xml(path: str | os.PathLike, mapping: dict[str, int] = LOD_TO_COCO
 
     Raises:
         DatasetFormatError: unparsable XML, missing ``size/width``, ``size/height`` or
-            ``bndbox`` fields, a non-numeric coordinate, or a class name not in ``mapping``.
+            ``bndbox`` fields, a non-numeric or non-finite number, a class name not in ``mapping``,
+            or a box outside the image or without positive size
+            (:func:`ispbench.data.preparation.check_box_xyxy`); the message names file and field.
     """
     path = Path(path)
     try:
@@ -134,9 +140,12 @@ def parse_voc_xml(path: str | os.PathLike, mapping: dict[str, int] = LOD_TO_COCO
         if child is None or child.text is None:
             raise DatasetFormatError(f"{path}: missing field '{where}/{field}'")
         try:
-            return float(child.text.strip())
+            value = float(child.text.strip())
         except ValueError:
             raise DatasetFormatError(f"{path}: field '{where}/{field}' is {child.text!r}, expected a number") from None
+        if not np.isfinite(value):
+            raise DatasetFormatError(f"{path}: field '{where}/{field}' is {child.text!r}, expected a finite number")
+        return value
 
     size = root.find("size")
     if size is None:
@@ -160,7 +169,7 @@ def parse_voc_xml(path: str | os.PathLike, mapping: dict[str, int] = LOD_TO_COCO
         if x2 <= x1 or y2 <= y1:
             raise DatasetFormatError(f"{path}: {where} is ({x1:g}, {y1:g}, {x2:g}, {y2:g}); expected xmin < xmax and ymin < ymax")
         labels.append(mapping[name])
-        corners.append((x1, y1, x2, y2))
+        corners.append(check_box_xyxy((x1, y1, x2, y2), width, height, path, where))
         diff = obj.find("difficult")
         difficult.append(bool(diff is not None and (diff.text or "0").strip() == "1"))
     boxes = xyxy_to_cxcywh_norm(np.asarray(corners).reshape(-1, 4), width, height)
@@ -197,15 +206,24 @@ def _index_xml(root: Path, out: Path) -> dict[str, Path]:
 
 
 def _authors_splits(root: Path, splits_dir: Path | None) -> dict[str, Path] | None:
+    """The authors' split files: ``{"train", "val"[, "all" (test.txt)]}``, or ``None`` when absent.
+
+    Raises:
+        DatasetMissingError: only one of train.txt / val.txt exists (says which), or ``--splits``
+            names a folder without them.
+    """
     folder = splits_dir if splits_dir is not None else root
-    found = {name: folder / f"{src}.txt" for name, src in (("train", "train"), ("val", "val"), ("all", "test"))}
-    present = {k: v for k, v in found.items() if v.is_file()}
-    if splits_dir is not None and not {"train", "val"} <= set(present):
-        raise DatasetMissingError(
-            f"LOD: --splits {splits_dir}: expected train.txt and val.txt (and optionally test.txt) there; "
-            f"found {', '.join(p.name for p in present.values()) or 'none'}"
-        )
-    return present if {"train", "val"} <= set(present) else None
+    pair = split_pair(folder, "LOD")
+    if pair is None:
+        if splits_dir is not None:
+            test = " (only test.txt)" if (folder / "test.txt").is_file() else ""
+            raise DatasetMissingError(
+                f"LOD: --splits {splits_dir}: expected train.txt and val.txt (and optionally test.txt) there; found none{test}"
+            )
+        return None
+    if (folder / "test.txt").is_file():
+        pair["all"] = folder / "test.txt"
+    return pair
 
 
 def prepare(
@@ -223,6 +241,7 @@ def prepare(
     """
     root = Path(root).expanduser()
     out = prepared_dir(root, out)
+    max_side = check_max_side(max_side)
     raw_dir, raw_files = _find_raw_dark(root, out)
     raws = {p.stem: p for p in raw_files}
     ids = sorted(raws, key=numeric_key)
@@ -239,10 +258,12 @@ def prepare(
     if limit is not None:
         ids = ids[: int(limit)]
     id_set = set(ids)
+    anns = {i: parse_voc_xml(xml[i]) for i in ids}  # every annotation checked before anything is written
+    started = check_settings(out, NAME, {"max_side": max_side, "rawpy_settings": rawpy_settings()})
 
     def work(item_id: str) -> None:
-        ann = parse_voc_xml(xml[item_id])
-        rgb, meta = raw_to_linear(raws[item_id])
+        ann = anns[item_id]
+        rgb, meta = raw_to_linear(raws[item_id], log)
         h, w = rgb.shape[:2]
         if abs((w / h) - ann["width"] / ann["height"]) > 0.02 * (w / h):
             raise DatasetFormatError(
@@ -260,8 +281,6 @@ def prepare(
         write_json(out / "meta" / f"{item_id}.json", meta)
         write_labels(out / "labels" / f"{item_id}.txt", ann["labels"], ann["boxes"])
         write_png16(out / "linear" / f"{item_id}.png", rgb)
-
-    counts = process_items(ids, out, ("meta/.json", "labels/.txt", "linear/.png"), work, log, "LOD ")
 
     if splits_src is not None:
         split_source = "authors (AdaptiveISP split files: " + ", ".join(str(p) for p in splits_src.values()) + ")"
@@ -285,7 +304,9 @@ def prepare(
             "val": [i for i in ids if i in val],
             "all": list(ids),
         }
-        log(f"LOD: no train.txt/val.txt in {root}; wrote the {split_source}")
+        log(f"LOD: no train.txt/val.txt in {root}; using the {split_source}")
+    counts = process_items(ids, out, ("meta/.json", "labels/.txt", "linear/.png"), work, log, "LOD ", after_first=started)
+
     for name, split_ids in splits.items():
         write_split(out / "splits" / f"{name}.txt", split_ids)
     write_manifest(

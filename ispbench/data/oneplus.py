@@ -26,6 +26,10 @@ import numpy as np
 
 from ispbench.atomic import write_json
 from ispbench.data.preparation import (
+    annotation_number,
+    check_box_xyxy,
+    check_max_side,
+    check_settings,
     demosaic_bilinear,
     files_with_suffix,
     numeric_key,
@@ -33,6 +37,7 @@ from ispbench.data.preparation import (
     raw_to_linear,
     resize_max_side,
     split_entry_id,
+    split_pair,
     write_labels,
     write_manifest,
     write_png16,
@@ -55,6 +60,8 @@ EXPECTED_IMAGES = 141
 #: Maximum value of the 10-bit mosaic stored in the 16-bit PNGs.
 BAYER_MAX = 1023
 ONEPLUS_TO_COCO80: dict[str, int] = {"person": 0, "car": 2, "bus": 5}
+#: The conversion, as recorded in the manifest (a re-run with another one is refused).
+CONVERSION = "bayer/1023 (no black level, no white balance), bilinear RGGB demosaic, 16-bit PNG"
 
 DOWNLOAD_HELP = (
     f"Download the OnePlus dataset from the ReconfigISP project ({URL}; the Google Drive link is in the "
@@ -81,8 +88,11 @@ def parse_labelme(path: str | os.PathLike, mapping: dict[str, int] = ONEPLUS_TO_
     ``cx, cy, w, h`` clipped to the image.
 
     Raises:
-        DatasetFormatError: invalid JSON, missing ``imageWidth``/``imageHeight``/``shapes``, a
-            shape without points, or a label not in ``mapping``.
+        DatasetFormatError: naming the file and field (e.g. ``shapes[2].points[0][1]``) for invalid
+            JSON; missing or non-numeric, non-finite or non-positive ``imageWidth``/``imageHeight``;
+            ``shapes`` not a list; a shape that is not an object, with a label not in ``mapping``,
+            fewer than 2 points, a point that is not two finite numbers, or a box outside the image
+            or of zero size (:func:`ispbench.data.preparation.check_box_xyxy`).
     """
     path = Path(path)
     try:
@@ -94,23 +104,34 @@ def parse_labelme(path: str | os.PathLike, mapping: dict[str, int] = ONEPLUS_TO_
     for field in ("imageWidth", "imageHeight", "shapes"):
         if field not in doc:
             raise DatasetFormatError(f"{path}: missing field '{field}' (expected a labelme annotation)")
-    width, height = float(doc["imageWidth"]), float(doc["imageHeight"])
-    if width <= 0 or height <= 0:
-        raise DatasetFormatError(f"{path}: imageWidth/imageHeight {width:g}x{height:g} must be positive")
+    width = annotation_number(doc["imageWidth"], path, "imageWidth", positive=True)
+    height = annotation_number(doc["imageHeight"], path, "imageHeight", positive=True)
+    if not isinstance(doc["shapes"], list):
+        raise DatasetFormatError(f"{path}: field 'shapes' is {type(doc['shapes']).__name__}; expected a list of shapes")
     labels, corners = [], []
     for k, shape in enumerate(doc["shapes"]):
-        label = str(shape.get("label", "")).strip().lower()
-        if label not in mapping:
-            raise DatasetFormatError(f"{path}: shapes[{k}].label is {label!r}; expected one of {sorted(mapping)}")
-        pts = np.asarray(shape.get("points") or [], dtype=np.float64).reshape(-1, 2)
-        if len(pts) < 2:
-            raise DatasetFormatError(f"{path}: shapes[{k}].points has {len(pts)} point(s); expected at least 2")
-        x1, y1 = pts.min(0)
-        x2, y2 = pts.max(0)
+        if not isinstance(shape, dict):
+            raise DatasetFormatError(f"{path}: field 'shapes[{k}]' is {type(shape).__name__}; expected an object")
+        label = shape.get("label")
+        if not isinstance(label, str) or label.strip().lower() not in mapping:
+            raise DatasetFormatError(f"{path}: field 'shapes[{k}].label' is {label!r}; expected one of {sorted(mapping)}")
+        label = label.strip().lower()
+        points = shape.get("points")
+        if not isinstance(points, list) or len(points) < 2:
+            n = len(points) if isinstance(points, list) else points
+            raise DatasetFormatError(f"{path}: field 'shapes[{k}].points' is {n!r}; expected a list of at least 2 [x, y] points")
+        pts = []
+        for j, pt in enumerate(points):
+            if not isinstance(pt, list) or len(pt) != 2:
+                raise DatasetFormatError(f"{path}: field 'shapes[{k}].points[{j}]' is {pt!r}; expected [x, y]")
+            pts.append([annotation_number(v, path, f"shapes[{k}].points[{j}][{i}]") for i, v in enumerate(pt)])
+        arr = np.asarray(pts, dtype=np.float64)
+        x1, y1 = arr.min(0)
+        x2, y2 = arr.max(0)
         if x2 <= x1 or y2 <= y1:
-            raise DatasetFormatError(f"{path}: shapes[{k}] has zero area ({x1:g}, {y1:g}, {x2:g}, {y2:g})")
+            raise DatasetFormatError(f"{path}: field 'shapes[{k}].points' has zero area ({x1:g}, {y1:g}, {x2:g}, {y2:g})")
         labels.append(mapping[label])
-        corners.append((x1, y1, x2, y2))
+        corners.append(check_box_xyxy((x1, y1, x2, y2), width, height, path, f"shapes[{k}].points"))
     return {
         "width": width,
         "height": height,
@@ -168,6 +189,7 @@ def prepare(
     """Check a OnePlus download under ``root`` and write the prepared format to ``out``."""
     root = Path(root).expanduser()
     out = prepared_dir(root, out)
+    max_side = check_max_side(max_side)
     pairs = _collect(root, out)
     if not pairs:
         raise DatasetMissingError(
@@ -178,12 +200,28 @@ def prepare(
         log(f"OnePlus: found {len(ids)} image/annotation pairs; the full release has {EXPECTED_IMAGES}")
     if limit is not None:
         ids = ids[: int(limit)]
+    anns = {i: parse_labelme(pairs[i][1]) for i in ids}  # every annotation checked before anything is written
+    folder = Path(splits_dir).expanduser() if splits_dir else root
+    release_splits = split_pair(folder, "OnePlus")
+    if release_splits is None and splits_dir:
+        raise DatasetMissingError(f"OnePlus: --splits {folder}: expected train.txt and val.txt there")
+    splits = {"all": list(ids), "val": list(ids)}
+    split_source = "all images as val (AdaptiveISP evaluates on all 141)"
+    if release_splits is not None:
+        for name, path in release_splits.items():
+            entries = [split_entry_id(e) for e in read_split(path)]
+            unknown = [e for e in entries if e not in pairs]
+            if unknown:
+                raise DatasetFormatError(f"{path}: entries {unknown[:3]} name no image under {root}")
+            splits["train" if name == "train" else "val_release"] = [e for e in entries if e in set(ids)]
+        split_source += "; train / val_release from the release's split lists"
+    started = check_settings(out, NAME, {"max_side": max_side, "conversion": CONVERSION})
 
     def work(item_id: str) -> None:
         raw_path, js = pairs[item_id]
-        ann = parse_labelme(js)
+        ann = anns[item_id]
         if raw_path.suffix.lower() == ".dng":
-            rgb, meta = raw_to_linear(raw_path)
+            rgb, meta = raw_to_linear(raw_path, log)
         else:
             bayer = read_bayer_png(raw_path)
             if bayer.shape != (int(ann["height"]), int(ann["width"])):
@@ -201,20 +239,7 @@ def prepare(
         write_labels(out / "labels" / f"{item_id}.txt", ann["labels"], ann["boxes"])
         write_png16(out / "linear" / f"{item_id}.png", rgb)
 
-    counts = process_items(ids, out, ("meta/.json", "labels/.txt", "linear/.png"), work, log, "OnePlus ")
-    splits = {"all": list(ids), "val": list(ids)}
-    folder = Path(splits_dir).expanduser() if splits_dir else root
-    split_source = "all images as val (AdaptiveISP evaluates on all 141)"
-    if (folder / "train.txt").is_file() and (folder / "val.txt").is_file():
-        for name in ("train", "val"):
-            entries = [split_entry_id(e) for e in read_split(folder / f"{name}.txt")]
-            unknown = [e for e in entries if e not in pairs]
-            if unknown:
-                raise DatasetFormatError(f"{folder / (name + '.txt')}: entries {unknown[:3]} name no image under {root}")
-            splits["train" if name == "train" else "val_release"] = [e for e in entries if e in set(ids)]
-        split_source += "; train / val_release from the release's split lists"
-    elif splits_dir:
-        raise DatasetMissingError(f"OnePlus: --splits {folder}: expected train.txt and val.txt there")
+    counts = process_items(ids, out, ("meta/.json", "labels/.txt", "linear/.png"), work, log, "OnePlus ", after_first=started)
     for name, split_ids in splits.items():
         write_split(out / "splits" / f"{name}.txt", split_ids)
     write_manifest(
@@ -228,7 +253,7 @@ def prepare(
         split_source=split_source,
         split_sizes={k: len(v) for k, v in splits.items()},
         classes={k: COCO80_NAMES[v] for k, v in ONEPLUS_TO_COCO80.items()},
-        conversion="bayer/1023 (no black level, no white balance), bilinear RGGB demosaic, 16-bit PNG",
+        conversion=CONVERSION,
         checksums="none published; checked: file counts, one labelme JSON per image, JSON size == PNG size, values <= 1023",
     )
     return {"dataset": NAME, "out": str(out), **counts, "splits": {k: len(v) for k, v in splits.items()}}

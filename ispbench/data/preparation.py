@@ -4,16 +4,35 @@ The dataset loaders' ``prepare()`` functions (``ispbench data prepare NAME --roo
 these helpers: archive extraction (refusing path traversal), raw decoding and EXIF, target
 fitting, label/split/manifest writers, and :func:`process_items`, the resumable loop over items.
 The format itself and its readers are in :mod:`ispbench.data.prepared`.
+
+Validation (every error is a :class:`~ispbench.data.prepared.DatasetFormatError` naming the file
+and the field):
+
+* annotation fields: present, of the right type, finite, in range (:func:`annotation_number`,
+  :func:`check_box_xyxy`: a box may overshoot the image by at most :data:`BOX_TOLERANCE_PX` +
+  :data:`BOX_TOLERANCE_FRACTION` of its side, and must keep a positive size once clipped);
+* pixels: non-finite values are refused; values outside [0, 1] (float images) and raw samples
+  above the file's white level are counted: up to :data:`OUT_OF_RANGE_MAX_FRACTION` of them are
+  clipped with a warning (and the count is stored in the item's ``meta``), more are refused;
+* settings: :func:`check_settings` refuses a re-run into a folder prepared with other settings;
+* archives: corrupt or truncated zip/tar files are reported with the archive's name.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import lzma
+import math
 import os
 import re
+import shutil
 import tarfile
+import warnings
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,10 +42,190 @@ from ispbench.ops.dng import RAWPY_SETTINGS, read_raw_linear
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
+#: A box may extend past the image border by this many pixels plus :data:`BOX_TOLERANCE_FRACTION`
+#: of the image side (annotation tools round, VOC counts from 1); further out it is refused.
+BOX_TOLERANCE_PX = 1.0
+#: ... and this fraction of the image side (see :data:`BOX_TOLERANCE_PX`).
+BOX_TOLERANCE_FRACTION = 0.01
+
+#: Largest fraction of an image's values that may lie outside [0, 1] (float goals) or above the
+#: white level (raw samples) and still be clipped with a warning; above it the file is refused.
+OUT_OF_RANGE_MAX_FRACTION = 0.01
+
 
 
 class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the extraction folder (path traversal)."""
+
+
+
+class SettingsMismatchError(DatasetFormatError):
+    """``--out`` holds a dataset prepared with other settings (e.g. another ``--max-side``)."""
+
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: annotation fields, pixel ranges, sizes, settings of a re-run
+# --------------------------------------------------------------------------------------------
+
+def annotation_number(value: Any, path: str | os.PathLike, field: str, *, positive: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite float (an ``int`` if ``integer``), else DatasetFormatError naming file and field.
+
+    Strings, booleans, ``None``, NaN and infinities are refused (JSON numbers only; VOC XML text
+    is converted by the caller before).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DatasetFormatError(f"{path}: field '{field}' is {value!r}; expected a number")
+    if not math.isfinite(float(value)):
+        raise DatasetFormatError(f"{path}: field '{field}' is {value!r}; expected a finite number")
+    if integer and float(value) != int(value):
+        raise DatasetFormatError(f"{path}: field '{field}' is {value!r}; expected an integer")
+    if positive and value <= 0:
+        raise DatasetFormatError(f"{path}: field '{field}' is {value!r}; expected a positive number")
+    return int(value) if integer else float(value)
+
+
+
+def check_box_xyxy(
+    box: Sequence[float], width: float, height: float, path: str | os.PathLike, field: str
+) -> tuple[float, float, float, float]:
+    """Check pixel corners ``x1, y1, x2, y2`` against a ``width x height`` image; return them clipped.
+
+    Raises:
+        DatasetFormatError: a corner more than :data:`BOX_TOLERANCE_PX` +
+            :data:`BOX_TOLERANCE_FRACTION` x side outside the image, or no positive width and
+            height once clipped (names file and field).
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise DatasetFormatError(f"{path}: field '{field}' is {tuple(box)}; expected finite coordinates")
+    tx = BOX_TOLERANCE_PX + BOX_TOLERANCE_FRACTION * width
+    ty = BOX_TOLERANCE_PX + BOX_TOLERANCE_FRACTION * height
+    if x1 < -tx or y1 < -ty or x2 > width + tx or y2 > height + ty:
+        raise DatasetFormatError(
+            f"{path}: field '{field}' (x1, y1, x2, y2) = ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the "
+            f"{width:g}x{height:g} image (tolerance {tx:.3g} x {ty:.3g} px)"
+        )
+    cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+    cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise DatasetFormatError(
+            f"{path}: field '{field}' (x1, y1, x2, y2) = ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no positive "
+            f"width and height inside the {width:g}x{height:g} image"
+        )
+    return cx1, cy1, cx2, cy2
+
+
+
+def check_pixels(
+    rgb: np.ndarray,
+    path: str | os.PathLike,
+    field: str,
+    *,
+    log: Callable[[str], None] | None = print,
+    max_fraction: float = OUT_OF_RANGE_MAX_FRACTION,
+) -> tuple[np.ndarray, int]:
+    """Refuse non-finite values; clip values outside [0, 1] with a warning, refuse too many.
+
+    Returns ``(rgb clipped to [0, 1] as float32, number of values that were outside)``.
+
+    Raises:
+        DatasetFormatError: NaN/inf anywhere, or more than ``max_fraction`` of the values outside
+            [0, 1] (e.g. an HDR float TIFF where a display-referred image was expected).
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(rgb)))
+    if bad:
+        raise DatasetFormatError(f"{path}: {field}: {bad} NaN or infinite values of {rgb.size}; expected finite values in [0, 1]")
+    outside = int(np.count_nonzero((rgb < 0.0) | (rgb > 1.0)))
+    if outside:
+        frac = outside / rgb.size
+        where = f"{path}: {field}: {outside} of {rgb.size} values ({frac:.1%}) outside [0, 1] (range {float(rgb.min()):.4g} .. {float(rgb.max()):.4g})"
+        if frac > max_fraction:
+            raise DatasetFormatError(
+                f"{where}; more than {max_fraction:.0%} out of range, so it is not a display-referred image in [0, 1] "
+                "(an HDR or unnormalised file?); convert it to 8/16-bit or [0, 1] floats first"
+            )
+        if log is not None:
+            log(f"warning: {where}; clipped to [0, 1]")
+        rgb = np.clip(rgb, 0.0, 1.0)
+    return rgb, outside
+
+
+
+def check_max_side(max_side: int | None) -> int | None:
+    """``None`` (keep the resolution) or a positive int; anything else -> ValueError naming ``max_side``."""
+    if max_side is None:
+        return None
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side <= 0:
+        raise ValueError(f"max_side: expected a positive number of pixels (or None to keep the size), got {max_side!r}")
+    return int(max_side)
+
+
+
+def split_pair(folder: Path, dataset: str, names: Sequence[str] = ("train", "val")) -> dict[str, Path] | None:
+    """The split lists ``folder/<name>.txt``: all of them, or ``None`` when none exists.
+
+    Raises:
+        DatasetMissingError: some but not all exist (says which exists and which is missing).
+    """
+    paths = {n: folder / f"{n}.txt" for n in names}
+    present = [n for n, p in paths.items() if p.is_file()]
+    if not present:
+        return None
+    if len(present) != len(paths):
+        missing = [str(p) for n, p in paths.items() if n not in present]
+        raise DatasetMissingError(
+            f"{dataset}: found {', '.join(str(paths[n]) for n in present)} but not {', '.join(missing)}; the split "
+            f"lists come together: supply {' and '.join(p.name for p in paths.values())}, or remove "
+            f"{', '.join(paths[n].name for n in present)} to use the default split"
+        )
+    return paths
+
+
+
+def check_settings(out: Path, name: str, settings: dict[str, Any]) -> Callable[[], None]:
+    """Refuse to continue into ``out`` when it was prepared with other ``settings``.
+
+    Compares each setting (``max_side``, decoder settings, conversion) with ``out/manifest.json``
+    (written at the end of a run, or as a stub with ``"status": "incomplete"`` once the first
+    item is complete). Returns a callable that writes that stub when no manifest exists yet;
+    pass it to :func:`process_items` as ``after_first``.
+
+    Raises:
+        SettingsMismatchError: a setting differs (names it, both values, and how to redo).
+        DatasetFormatError: the manifest is unreadable or belongs to another dataset or version.
+    """
+    path = out / "manifest.json"
+    if not path.is_file():
+        def stub() -> None:
+            if not path.is_file():
+                write_json(path, {"dataset": name, "format_version": FORMAT_VERSION, "image_format": IMAGE_FORMAT,
+                                  "status": "incomplete", **jsonable(settings)})
+        return stub
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetFormatError(f"{path}: not valid JSON ({exc}); delete {out} and prepare again") from exc
+    redo = f"prepare into another --out folder, or delete {out} and run again"
+    if not isinstance(manifest, dict) or manifest.get("dataset") != name:
+        found = manifest.get("dataset") if isinstance(manifest, dict) else manifest
+        raise SettingsMismatchError(f"{path}: field 'dataset' is {found!r}, this run prepares {name!r}; {redo}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SettingsMismatchError(
+            f"{path}: field 'format_version' is {manifest.get('format_version')!r}, this ispbench writes {FORMAT_VERSION}; {redo}"
+        )
+    wanted = jsonable(settings)
+    for key, value in wanted.items():
+        if key in manifest and manifest[key] != value:
+            shown = value if key == "max_side" else "this version's"
+            flag = f" (--max-side {value})" if key == "max_side" and value is not None else ""
+            raise SettingsMismatchError(
+                f"{path}: {out} was prepared with {key}={manifest[key]!r} but this run uses {key}={shown!r}{flag}; "
+                "its files would not match the manifest. Re-run with the same setting, or "
+                f"{redo}"
+            )
+    return lambda: None
 
 
 
@@ -57,11 +256,17 @@ def write_png16(path: str | os.PathLike, rgb: np.ndarray) -> Path:
 
 
 
-def read_display_image(path: str | os.PathLike) -> np.ndarray:
+def read_display_image(path: str | os.PathLike, log: Callable[[str], None] | None = print) -> np.ndarray:
     """Read an 8- or 16-bit RGB image (JPEG, PNG, TIFF) as ``float32 (H, W, 3)`` in [0, 1].
 
     Values are divided by the dtype's maximum (255 or 65535); no colour-space conversion.
-    Greyscale images are replicated to three channels; an alpha channel is dropped.
+    Greyscale images are replicated to three channels; an alpha channel is dropped. Float TIFFs
+    go through :func:`check_pixels`: NaN/inf refused, values outside [0, 1] clipped with a
+    warning to ``log`` up to :data:`OUT_OF_RANGE_MAX_FRACTION` of them, refused above.
+
+    Raises:
+        DatasetMissingError: no such file.
+        DatasetFormatError: not decodable, not RGB, an unsupported dtype, or out-of-range floats.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,7 +299,7 @@ def read_display_image(path: str | os.PathLike) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if np.issubdtype(img.dtype, np.floating):
-        return np.clip(img.astype(np.float32), 0.0, 1.0)
+        return check_pixels(img, path, "pixel values", log=log)[0]
     raise DatasetFormatError(f"{path}: expected 8- or 16-bit samples, got dtype {img.dtype}")
 
 
@@ -167,26 +372,68 @@ def demosaic_bilinear(bayer: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
 
 
 
-def raw_to_linear(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+def raw_samples_above_white(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """``(samples above the white level, all samples, white level)`` of a raw file's mosaic.
+
+    The decoder maps the white level to 1.0 and clips above it, so samples above it (a wrong
+    ``WhiteLevel`` tag, or data scaled after the tag was written) become saturated silently.
+    ``None`` when the file has no readable mosaic (e.g. a linear DNG).
+    """
+    try:
+        import rawpy
+
+        with rawpy.imread(str(path)) as raw:  # count inside: the mosaic is LibRaw's memory, freed on close
+            mosaic = raw.raw_image_visible
+            white = int(raw.white_level)
+            if mosaic is None or mosaic.ndim != 2 or white <= 0:
+                return None
+            return int(np.count_nonzero(mosaic > white)), int(mosaic.size), white
+    except Exception:  # noqa: BLE001 - optional check; decoding errors are reported by the decoder
+        return None
+
+
+
+def raw_to_linear(path: str | os.PathLike, log: Callable[[str], None] | None = print) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a camera raw file (DNG, CR2, ...) to linear RGB with ``ispbench.ops.dng.read_raw_linear``.
 
     Returns ``(float32 (H, W, 3) in [0, 1], metadata)``; ``metadata`` merges the decoder's
-    metadata with :func:`read_exif`.
+    metadata with :func:`read_exif` and records ``raw_above_white``, the number of mosaic samples
+    above the file's white level (clipped by the decoder; a warning goes to ``log``).
 
     Raises:
-        DatasetFormatError: the file cannot be decoded (corrupt, truncated, not a raw file).
+        DatasetFormatError: the file cannot be decoded (corrupt, truncated, not a raw file), the
+            decoded values are not finite, or more than :data:`OUT_OF_RANGE_MAX_FRACTION` of the
+            mosaic samples lie above the white level (the output would be mostly saturated).
     """
     path = Path(path)
+    above = raw_samples_above_white(path)
+    if above is not None and above[0]:
+        n, total, white = above
+        where = f"{path}: {n} of {total} raw samples ({n / total:.1%}) are above the file's white level {white}"
+        if n / total > OUT_OF_RANGE_MAX_FRACTION:
+            raise DatasetFormatError(
+                f"{where}; more than {OUT_OF_RANGE_MAX_FRACTION:.0%}, so the decoded image would be saturated. The "
+                "'WhiteLevel' tag does not match the data: fix the file (or its WhiteLevel tag) and prepare again"
+            )
+        if log is not None:
+            log(f"warning: {where}; the decoder clips them to 1.0")
     try:
-        rgb, md = read_raw_linear(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rgb, md = read_raw_linear(path)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file name
         raise DatasetFormatError(f"{path}: could not decode as a camera raw file ({type(exc).__name__}: {exc})") from exc
+    for w in caught:  # the decoder's own saturation warning repeats the count reported above
+        if log is not None and not (above is not None and w.category.__name__ == "SaturationWarning"):
+            log(f"warning: {w.message}")
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DatasetFormatError(f"{path}: decoder returned shape {rgb.shape}, expected (H, W, 3)")
+    rgb, _ = check_pixels(rgb, path, "decoded linear RGB", log=log)
     meta = {k: v for k, v in read_exif(path).items() if v is not None}
     for k, v in dict(md or {}).items():
         meta.setdefault(k, v)
+    meta["raw_above_white"] = above[0] if above is not None else None
     return rgb, jsonable(meta)
 
 
@@ -220,10 +467,14 @@ def fit_goal(goal: np.ndarray, shape: tuple[int, int], goal_path: Path, raw_path
 
 
 def resize_max_side(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """Downscale ``(H, W, C)`` with area interpolation so that ``max(H, W) <= max_side``."""
+    """Downscale ``(H, W, C)`` with area interpolation so that ``max(H, W) <= max_side``.
+
+    ``max_side=None`` keeps the size; zero or negative values raise ValueError (:func:`check_max_side`).
+    """
     import cv2
 
-    if not max_side or max(rgb.shape[:2]) <= max_side:
+    max_side = check_max_side(max_side)
+    if max_side is None or max(rgb.shape[:2]) <= max_side:
         return rgb
     h, w = rgb.shape[:2]
     scale = max_side / max(h, w)
@@ -282,8 +533,11 @@ def split_entry_id(entry: str) -> str:
 
 
 def write_manifest(out: Path, name: str, **fields: Any) -> Path:
-    """Write ``out/manifest.json`` describing a prepared dataset."""
-    return write_json(out / "manifest.json", {"dataset": name, "format_version": FORMAT_VERSION, "image_format": IMAGE_FORMAT, **fields})
+    """Write ``out/manifest.json`` describing a finished prepared dataset (``"status": "complete"``)."""
+    return write_json(
+        out / "manifest.json",
+        {"dataset": name, "format_version": FORMAT_VERSION, "image_format": IMAGE_FORMAT, "status": "complete", **jsonable(fields)},
+    )
 
 
 
@@ -297,10 +551,13 @@ def item_done(out: Path, item_id: str, parts: Sequence[str]) -> bool:
 
 
 
-def process_items(ids: Sequence[str], out: Path, parts: Sequence[str], work, log=print, label: str = "") -> dict[str, int]:
+def process_items(
+    ids: Sequence[str], out: Path, parts: Sequence[str], work, log=print, label: str = "", after_first=None
+) -> dict[str, int]:
     """Run ``work(item_id)`` for every id whose outputs (``parts``) are not all there yet.
 
-    Returns ``{"done": converted now, "skipped": already finished}``.
+    ``after_first()`` (e.g. the settings stub of :func:`check_settings`) runs once the first
+    item is complete. Returns ``{"done": converted now, "skipped": already finished}``.
     """
     done = skipped = 0
     total = len(ids)
@@ -310,6 +567,8 @@ def process_items(ids: Sequence[str], out: Path, parts: Sequence[str], work, log
             continue
         work(item_id)
         done += 1
+        if done == 1 and after_first is not None:
+            after_first()
         if done == 1 or k == total or done % 50 == 0:
             log(f"{label}[{k}/{total}] {item_id}")
     return {"done": done, "skipped": skipped}
@@ -410,12 +669,46 @@ def _check_member(target: Path, name: str, archive: Path) -> Path:
 def extract_archive(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Extract a zip or tar archive into ``target`` after checking every member.
 
+    Members are first extracted into a hidden staging folder in ``target`` and moved into place
+    only when the whole archive was read, so a failure leaves nothing half-extracted.
+
     Every member is checked before anything is written: absolute paths, ``..`` components,
     members resolving outside ``target``, and (tar) links pointing outside ``target`` or device
-    files are refused with :class:`UnsafeArchiveError`.
+    files are refused with :class:`UnsafeArchiveError`. A corrupt or truncated archive
+    (``zipfile.BadZipFile``, ``tarfile.ReadError``, an early end of file, a bad compressed
+    stream) raises :class:`~ispbench.data.prepared.DatasetFormatError` naming the archive.
     """
     archive = Path(archive)
     target = Path(target).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / f".extracting-{archive.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _extract(archive, staging)
+        _merge_into(staging, target)
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"{archive}: {exc}; refusing to extract this archive") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+        raise DatasetFormatError(
+            f"{archive}: corrupt or truncated archive ({type(exc).__name__}: {exc}); download it again "
+            "(compare its size with the source) or extract it yourself"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing half-extracted stays behind
+    return target
+
+
+def _merge_into(src: Path, dest: Path) -> None:
+    """Move the tree ``src`` into ``dest`` (folders merged, files replaced)."""
+    for child in sorted(src.iterdir()):
+        target = dest / child.name
+        if child.is_dir() and not child.is_symlink() and target.is_dir() and not target.is_symlink():
+            _merge_into(child, target)
+        else:
+            os.replace(child, target)
+
+
+def _extract(archive: Path, target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     name = archive.name.lower()
     if name.endswith(".zip"):

@@ -9,10 +9,15 @@ Each real dataset is downloaded by the user (none may be mirrored by ispbench; s
    files, per-image metadata; see :mod:`ispbench.data.prepared`), written atomically;
 3. writes the split files and ``manifest.json``.
 
-Re-running skips items whose outputs all exist, so an interrupted run simply continues.
-``--extract`` first unpacks the zip/tar archives lying directly in ``--root`` (members that would
-land outside ``--root`` are refused). Exit status: 0 on success, 1 on a data problem (message on
-stderr), 2 on a usage error.
+Re-running skips items whose outputs all exist, so an interrupted run simply continues; a re-run
+whose settings (``--max-side``, decoder settings) differ from the existing ``manifest.json`` is
+refused (prepare into another ``--out``, or delete the folder). ``--extract`` first unpacks the
+zip/tar archives lying directly in ``--root`` (members that would land outside ``--root`` are
+refused; a corrupt or truncated archive is reported by name and leaves nothing extracted).
+
+Every annotation field and pixel range is validated (see :mod:`ispbench.data.preparation`): a
+malformed field stops the run with one line naming the file and field. Exit status: 0 on
+success, 1 on a data problem (one line on stderr), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    """The error message on one line (multi-line messages from libraries are joined)."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ispbench data prepare``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -67,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.limit is not None and args.limit <= 0:
         print(f"ispbench data prepare: --limit must be a positive integer, got {args.limit}", file=sys.stderr)
+        return 2
+    if args.max_side is not None and args.max_side <= 0:
+        print(
+            f"ispbench data prepare: --max-side must be a positive number of pixels, got {args.max_side} "
+            "(leave it out to keep the full resolution)",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(PREPARERS[args.name])
     root = args.root.expanduser()
@@ -92,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         hint = ""
         if archives and not args.extract:
             hint = f" Found archives in {root} ({', '.join(a.name for a in archives)}): extract them, or re-run with --extract."
-        print(f"ispbench data prepare {args.name}: {exc}{hint}", file=sys.stderr)
+        print(f"ispbench data prepare {args.name}: {_one_line(exc)}{hint}", file=sys.stderr)
         return 1
     except (DatasetFormatError, UnsafeArchiveError) as exc:
-        print(f"ispbench data prepare {args.name}: {exc}", file=sys.stderr)
+        print(f"ispbench data prepare {args.name}: {_one_line(exc)}", file=sys.stderr)
         return 1
     except ImportError as exc:
         print(

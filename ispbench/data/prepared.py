@@ -5,15 +5,16 @@ The prepared format
 ``ispbench data prepare NAME --root ROOT`` converts a user's download once into
 ``OUT = ROOT/ispbench-prepared`` (or ``--out``)::
 
-    OUT/manifest.json          dataset name, format version, counts, conversion settings
+    OUT/manifest.json          dataset name, format version, status, counts, conversion settings
     OUT/linear/<id>.png        linear RGB, 16-bit PNG, RGB channel order, value = round(x * 65535)
     OUT/labels/<id>.txt        detection: YOLO lines "class cx cy w h" (normalised, COCO-80 ids)
     OUT/goal/<id>.png          finishing: display-referred target, 16-bit PNG, RGB
     OUT/meta/<id>.json         per-image metadata (iso, exposure_time, camera, file, ...)
     OUT/splits/<split>.txt     one <id> per line
 
-Linear values are clipped to [0, 1] before quantisation (the 16-bit step is 1.5e-5, below the
-noise of every dataset here). An item counts as finished when all its files exist; every file
+``manifest.json`` has ``"status": "complete"`` once a run finished (an interrupted one leaves
+``"incomplete"``, which the loaders refuse). Linear values are clipped to [0, 1] before
+quantisation (the 16-bit step is 1.5e-5, below the noise of every dataset here). An item counts as finished when all its files exist; every file
 is written through :mod:`ispbench.atomic`, so a crash never leaves a half-written one. The writing
 side (conversion of a user's download) is :mod:`ispbench.data.preparation`.
 
@@ -97,7 +98,13 @@ class DatasetMissingError(FileNotFoundError):
 
 
 class DatasetFormatError(ValueError):
-    """A file exists but is not what the dataset's format says; the message names file and field."""
+    """A file exists but is not what the dataset's format says; the message names file and field.
+
+    ``ispbench data prepare`` raises it for every malformed annotation field (missing, wrong type,
+    non-finite, out of range, unknown class), out-of-range or non-finite pixels, corrupt archives
+    and a re-run whose settings differ from the existing manifest; the command prints it as one
+    line and exits with status 1.
+    """
 
 
 
@@ -210,12 +217,19 @@ def load_manifest(out: Path, name: str, root: str | os.PathLike) -> dict[str, An
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DatasetFormatError(f"{path}: not valid JSON ({exc}); re-run `{prepare_command(name, root)}`") from exc
+    if not isinstance(manifest, dict):
+        raise DatasetFormatError(f"{path}: expected a JSON object, got {type(manifest).__name__}; re-run `{prepare_command(name, root)}`")
     if manifest.get("dataset") != name:
         raise DatasetFormatError(f"{path}: field 'dataset' is {manifest.get('dataset')!r}, expected {name!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DatasetFormatError(
             f"{path}: field 'format_version' is {manifest.get('format_version')!r}, this ispbench reads "
             f"{FORMAT_VERSION}; re-run `{prepare_command(name, root)}` with --out pointing to a new folder"
+        )
+    if manifest.get("status", "complete") != "complete":
+        raise DatasetMissingError(
+            f"{path}: field 'status' is {manifest.get('status')!r}: the preparation of {out} did not finish; "
+            f"re-run `{prepare_command(name, root, None if out == prepared_dir(root) else out)}` (it continues where it stopped)"
         )
     return manifest
 

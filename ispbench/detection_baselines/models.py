@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ispbench.paths import WEIGHTS_DIR
+from ispbench.training.checkpoint import safe_load
 
 from .attention import AttentionISP
 from .hpo import HPOISP
@@ -37,7 +38,7 @@ def load_baseline(path: str | Path, device: str = "cpu") -> nn.Module:
         raise FileNotFoundError(
             f"baseline weights {path} not found; train them with `ispbench train <hpo|attention> --export {path}`"
         )
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = safe_load(path, what="detection baseline")
     config = payload["config"]
     model = build_model(config["method"], config["pipeline"], **config.get("kwargs", {}))
     state = payload["state_dict"] if "state_dict" in payload else payload["model"]  # export / training checkpoint

@@ -10,8 +10,10 @@ or ``--pipeline``) for the frozen detector; only the parameter model differs
 next ``batch_size`` training images of a seeded permutation (a new one per pass), the model's
 output, the mean per-image detector loss, Adam (learning rate x0.1 per third of training,
 AdaptiveISP App. A.1), gradient-norm clipping. ``out_dir/last.pt`` (model, optimiser, data
-order, RNG states, metrics) is written atomically every ``checkpoint_every`` iterations and a
-rerun with the same ``out_dir`` resumes from it; metrics go to ``out_dir/metrics.csv``;
+order, RNG states, metrics, the running average of the loss since the last row) is written
+atomically every ``checkpoint_every`` iterations (and when ``--stop-after`` stops this invocation) and
+a rerun with the same ``out_dir`` resumes from it exactly (refused when the settings differ, unless
+``--allow-changed-settings``); metrics go to ``out_dir/metrics.csv``;
 ``--export PATH`` writes the model that :func:`~ispbench.detection_baselines.models.load_baseline` reads.
 """
 
@@ -27,7 +29,14 @@ import torch
 
 from ispbench import atomic
 from ispbench.seeding import seed_everything
-from ispbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ispbench.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    resume_segments,
+    rng_state,
+    save_checkpoint,
+)
 from ispbench.training.config import flat_dict, parse
 from ispbench.training.detection import (
     DetectionSettings,
@@ -74,7 +83,13 @@ class Args:
     log_every: int = 10
     """metrics row every this many iterations"""
     resume: bool = True
-    """continue from ``out_dir/last.pt`` when it exists"""
+    """continue from ``out_dir/last.pt`` when it exists (with the same settings, see ``allow_changed_settings``)"""
+    allow_changed_settings: bool = False
+    """resume even when settings differ from the checkpoint's (recorded per segment in ``last.pt`` and
+    ``summary.json``); without it such a resume is refused. Run length, stop, cadence, threads, export and progress
+    bar may always change (``ispbench.training.checkpoint.SEGMENT_SETTINGS``)"""
+    stop_after: int = 0
+    """leave after this many iterations of this invocation (checkpointed; 0 = run to the end); a later run resumes"""
     export: str = ""
     """at the end write the model (weights + config) here, e.g. ``ispbench/weights/hpo_embedded.pt``"""
     progress_bar: bool = True
@@ -101,18 +116,22 @@ def train(args: Args) -> dict:
     start, rows, order, cursor, elapsed_before = 0, [], torch.randperm(n, generator=gen), 0, 0.0
     generators = {"data": gen}
     ckpt = load_checkpoint(out_dir, resume=args.resume)
+    segments = resume_segments(ckpt, flat_dict(args), path=checkpoint_path(out_dir),
+                               position=ckpt["iteration"] if ckpt else 0, allow_changed=args.allow_changed_settings)
+    acc, acc_n = 0.0, 0  # loss summed since the last metrics row
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         start, rows, order, cursor, elapsed_before = ckpt["iteration"], ckpt["metrics"], ckpt["order"], ckpt["cursor"], ckpt["elapsed_s"]
         restore_rng_state(ckpt["rng"], generators)
+        acc, acc_n = float(ckpt.get("acc", 0.0)), int(ckpt.get("acc_n", 0))
         print(f"resumed from {out_dir / 'last.pt'} at iteration {start} of {args.iterations}", file=sys.stderr)
     log = MetricsLog(out_dir, rows)
     bar = progress_bar(args.iterations, start, args.method, enabled=args.progress_bar)
     t0 = time.perf_counter()
-    acc, acc_n = 0.0, 0
     model.train()
-    for it in range(start, args.iterations):
+    end = args.iterations if not args.stop_after else min(args.iterations, start + args.stop_after)
+    for it in range(start, end):
         for group in opt.param_groups:
             group["lr"] = learning_rate(args.lr, it, args.iterations, args.lr_decay)
         idx = []
@@ -138,22 +157,23 @@ def train(args: Args) -> dict:
             acc, acc_n = 0.0, 0
             bar.set_postfix(loss=f"{log.rows[-1]['loss']:.4f}")
         bar.update(1)
-        if (it + 1) % args.checkpoint_every == 0 or it + 1 == args.iterations:
+        if (it + 1) % args.checkpoint_every == 0 or it + 1 in (args.iterations, end):
             save_checkpoint(out_dir, {
                 "iteration": it + 1, "args": flat_dict(args), "config": model.config(), "model": model.state_dict(), "opt": opt.state_dict(),
                 "order": order, "cursor": cursor, "metrics": log.rows, "elapsed_s": elapsed_before + time.perf_counter() - t0,
-                "rng": rng_state(generators),
+                "rng": rng_state(generators), "acc": acc, "acc_n": acc_n, "segments": segments,
             })
     bar.close()
     elapsed = elapsed_before + time.perf_counter() - t0
     summary = {"method": args.method, "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": flat_dict(args),
                "machine": f"{platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}",
-               "last_metrics": log.rows[-1] if log.rows else {}}
+               "last_metrics": log.rows[-1] if log.rows else {}, "segments": segments}
     atomic.write_json(out_dir / "summary.json", summary)
-    if args.export:
+    finished = end == args.iterations
+    if args.export and finished:
         atomic.torch_save({"format": EXPORT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
                            "metadata": {"train_args": flat_dict(args), "elapsed_s": round(elapsed, 1)}}, args.export)
-    finish_run("ispbench.detection_baselines.models:load_baseline", args.export or out_dir / "last.pt")
+    finish_run("ispbench.detection_baselines.models:load_baseline", args.export if args.export and finished else out_dir / "last.pt")
     model.eval()
     return {"model": model, "metrics": log.rows, "summary": summary, "out_dir": out_dir}
 

@@ -40,6 +40,7 @@ from ispbench import atomic
 from ispbench.data.photos import _limit_side, load_photo, photo_names, random_crop
 from ispbench.ops.finishing import finish
 from ispbench.paths import WEIGHTS_DIR, cache_dir
+from ispbench.training.checkpoint import safe_load
 from ispbench.training.config import parse
 from ispbench.training.run import finish_run, progress_bar
 
@@ -206,7 +207,7 @@ def get_proxy(kind: str, cfg: ProxyTrainConfig | None = None, retrain: bool = Fa
 
 def load_proxy(path: str | Path, kind: str = "") -> tuple[nn.Module, dict]:
     """A trained proxy file -> (proxy in eval mode, its training metrics); ``kind`` default: the file's own."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = safe_load(path, what="finishing proxy")
     kind = kind or state["metrics"]["kind"]
     model = MonolithicProxy() if kind == "monolithic" else CascadedProxy()
     model.load_state_dict(state["state_dict"])

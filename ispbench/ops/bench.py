@@ -9,7 +9,10 @@ is timed and printed beside:
 * straightforward ``unfold``-based implementations of denoise (NLM) and sharpen/blur
   (rows ``"denoise (unfold reference)"``, ``"sharpen_blur (unfold reference)"``);
 * for batches above 1, the executor with every sample choosing a different module versus the
-  authors' way of running all nine non-denoise modules on every sample.
+  authors' way of running all nine non-denoise modules on every sample;
+* the non-finite input check every entry point runs (:func:`ispbench.ops.checks.require_finite`,
+  one ``sum``), beside ``torch.isfinite(x).all()`` and the cheapest module (exposure) with the
+  check skipped (:func:`ispbench.ops.checks.unchecked`): the module rows include the check.
 
 Timing: one warm-up call, then ``--repeats`` rounds; in each round the op (and the copy) is run
 ``number`` times in a row (``number`` chosen so a round lasts about 10 ms) and the mean per call
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ispbench.ops import modules as M
+from ispbench.ops.checks import require_finite, unchecked
 from ispbench.ops.color import luminance
 from ispbench.ops.executor import apply_stage
 from ispbench.results import write_results
@@ -136,6 +140,15 @@ def run(size: int, batches: list[int], repeats: int, device: str, references: bo
             for name in M.MODULE_NAMES:
                 p = _random_params(name, batch, dev, gen)
                 add(name, batch, lambda n=name, p=p, x=x: M.apply(n, x, p), floor, M.MODULE_COST_MS[name])
+            add("finite check: require_finite (sum)", batch, lambda x=x: require_finite("image", x), floor)
+            add("finite check: torch.isfinite(x).all()", batch, lambda x=x: bool(torch.isfinite(x).all()), floor)
+            p_exp = _random_params("exposure", batch, dev, gen)
+
+            def exposure_unchecked(x=x, p=p_exp):
+                with unchecked():
+                    return M.apply("exposure", x, p)
+
+            add("exposure, check skipped (unchecked())", batch, exposure_unchecked, floor)
             if references:
                 s = torch.full((batch,), 0.5, device=dev)
                 add("denoise (unfold reference)", batch, lambda x=x, s=s: nlm_unfold_reference(x, s), floor)

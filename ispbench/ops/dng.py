@@ -9,6 +9,11 @@ camera files.
 :func:`read_raw_linear` decodes a raw file (DNG, CR2, NEF, ARW, ...) to linear float RGB with
 the fixed rawpy settings in :data:`RAWPY_SETTINGS`, which data cards quote.
 
+Saturation is reported, never silent: counts above the white level warn
+(:class:`ispbench.ops.checks.SaturationWarning`, with the count, the fraction and the file) when
+written and when read (LibRaw clips them to the white level); counts a 16-bit DNG cannot hold
+(e.g. 24-bit counts) or negative counts are refused with a ``ValueError``.
+
 Example:
     >>> import numpy as np, tempfile, os
     >>> bayer = np.full((32, 32), 1000, np.uint16)
@@ -31,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ispbench.atomic import atomic_path
+from ispbench.ops.checks import warn_saturation
 
 __all__ = ["write_dng", "read_raw_linear", "RAWPY_SETTINGS", "XYZ_TO_LINEAR_SRGB"]
 
@@ -94,8 +100,11 @@ def write_dng(
 
     Args:
         path: target ``.dng`` file.
-        bayer: ``(H, W)`` uint16 mosaic, H and W even and >= 22 (LibRaw's minimum); values are sensor counts
-            (``black_level .. white_level``).
+        bayer: ``(H, W)`` uint16 mosaic (or another integer dtype with values in [0, 65535]), H and W
+            even and >= 22 (LibRaw's minimum); values are sensor counts (``black_level .. white_level``).
+            Counts above ``white_level`` are written but warned about (:class:`~ispbench.ops.checks.SaturationWarning`:
+            LibRaw clips them on reading); counts above 65535 (more than 16 bits, e.g. 24-bit data)
+            or below 0 raise ``ValueError``: rescale them first.
         pattern: CFA layout of the top-left 2x2 block, one of RGGB, BGGR, GRBG, GBRG.
         black_level: one number, or four numbers in the order of the 2x2 CFA block (row by row).
         white_level: saturation count (<= 65535).
@@ -113,8 +122,20 @@ def write_dng(
     import tifffile
 
     bayer = np.asarray(bayer)
-    if bayer.ndim != 2 or bayer.dtype != np.uint16:
-        raise ValueError(f"bayer must be a (H, W) uint16 array, got shape {bayer.shape} dtype {bayer.dtype}")
+    if bayer.ndim != 2 or not np.issubdtype(bayer.dtype, np.integer):
+        raise ValueError(
+            f"bayer must be a (H, W) uint16 array (integer sensor counts), got shape {bayer.shape} dtype {bayer.dtype}"
+        )
+    if bayer.dtype != np.uint16 and bayer.size:
+        lo, hi = int(bayer.min()), int(bayer.max())
+        if lo < 0 or hi > 65535:
+            bits = max(1, hi.bit_length())
+            raise ValueError(
+                f"bayer counts of {path} span [{lo}, {hi}] ({bits}-bit data), outside the 16-bit range [0, 65535] "
+                f"a DNG of 16-bit CFA strips holds; casting would wrap or clip them: rescale the counts "
+                f"(e.g. counts >> {max(0, bits - 16)}) and the black/white levels first"
+            )
+        bayer = bayer.astype(np.uint16)
     h, w = bayer.shape
     if h % 2 or w % 2 or h < 22 or w < 22:
         raise ValueError(
@@ -128,6 +149,9 @@ def write_dng(
         raise ValueError(f"black_level must be one number or 4 (2x2 CFA order), got {black_level!r}")
     if not (0 < int(white_level) <= 65535) or max(blacks) >= white_level:
         raise ValueError(f"white_level must be in (max black level, 65535], got {white_level} (black {blacks})")
+    warn_saturation(f"write_dng bayer -> {path}", int(np.count_nonzero(bayer > int(white_level))), bayer.size,
+                    int(white_level), "white level",
+                    "are written as they are, but LibRaw clips them to it on reading", stacklevel=3)
     cm = np.asarray(XYZ_TO_LINEAR_SRGB if color_matrix is None else color_matrix, dtype=np.float64)
     if cm.shape != (3, 3):
         raise ValueError(f"color_matrix must be 3x3 (XYZ -> camera), got shape {cm.shape}")
@@ -216,6 +240,10 @@ def read_raw_linear(
     Raises:
         FileNotFoundError: no such file.
         ValueError: rawpy/LibRaw cannot decode it (the message names the file).
+
+    Warns:
+        SaturationWarning: some raw counts exceed the file's white level (count, fraction, file):
+            they are clipped to 1.0.
     """
     import rawpy
 
@@ -257,12 +285,26 @@ def read_raw_linear(
     try:
         with rawpy.imread(str(path)) as raw:
             meta = _metadata(raw, path)  # before postprocess: half_size rewrites the CFA description
+            n_over, total = _counts_over_white(raw, meta["white_level"])
             rgb16 = raw.postprocess(**kwargs)
     except (rawpy.LibRawError, OSError) as err:
         raise ValueError(f"rawpy/LibRaw cannot read raw file {path}: {type(err).__name__}: {err}") from err
+    # LibRaw clips counts above the white level (highlight_mode Clip): say so
+    warn_saturation(f"read_raw_linear {path}", n_over, total, meta["white_level"], "white level",
+                    "were clipped to it (1.0) by LibRaw", stacklevel=3)
     settings["half_size"] = half_size
     meta["rawpy_settings"] = settings
     return rgb16.astype(np.float32) / 65535.0, meta
+
+
+def _counts_over_white(raw, white_level: int) -> tuple[int, int]:
+    """``(values above the white level, values)`` of the visible raw data; ``(0, 0)`` where
+    LibRaw exposes no raw array (e.g. some non-Bayer formats)."""
+    try:
+        visible = raw.raw_image_visible
+    except Exception:  # noqa: BLE001 - no raw array to inspect: nothing to report
+        return 0, 0
+    return int(np.count_nonzero(visible > white_level)), int(visible.size)
 
 
 def _metadata(raw, path: Path) -> dict[str, Any]:

@@ -13,6 +13,10 @@ Conventions:
   choose the module are ignored; absent names are only an error if some sample chose them), or
   a padded tensor ``(B, MAX_PARAMS)`` whose first ``n_params`` columns are used.
 * gradients flow to the image and to the parameters of the chosen modules.
+* NaN/Inf are refused (``ValueError`` naming the argument and the count): the image once per
+  call (once per pipeline in :func:`apply_pipeline`, not once per stage), the parameters of the
+  rows that use them (padding columns and rows of other modules are ignored, as their values
+  are). :func:`ispbench.ops.checks.unchecked` skips these checks.
 
 Example:
     >>> import torch
@@ -32,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ispbench.ops import modules as _m
+from ispbench.ops.checks import require_finite, unchecked
 
 #: Module index meaning "skip this stage" (pipeline stopped or shorter).
 STOP: int = -1
@@ -73,19 +78,30 @@ def apply_stage(
     """Apply, per sample, the module it chose.
 
     Args:
-        image: ``(B, 3, H, W)`` in [0, 1].
+        image: ``(B, 3, H, W)`` in [0, 1], finite.
         module_index: ``(B,)`` integer, index into ``MODULE_NAMES`` or ``STOP`` (-1 = unchanged).
-        params: dict ``name -> (B, n)`` or padded tensor ``(B, MAX_PARAMS)``.
+        params: dict ``name -> (B, n)`` or padded tensor ``(B, MAX_PARAMS)``; the entries the
+            chosen modules use must be finite.
         variant, clamp: passed to :func:`ispbench.ops.modules.apply`.
 
     Returns:
         ``(B, 3, H, W)``; sample ``b`` is ``apply(MODULE_NAMES[module_index[b]], image[b:b+1], ...)``.
+
+    Raises:
+        ValueError: bad shapes or indices; NaN/Inf in ``image`` or in the used ``params``.
     """
     _m._check_image(image)
     b = image.shape[0]
     _check_indices(module_index, b)
     if module_index.shape != (b,):
         raise ValueError(f"module_index must have shape (B,) = ({b},), got {tuple(module_index.shape)}")
+    require_finite("image", image)
+    return _stage(image, module_index, params, variant, clamp, "params")
+
+
+def _stage(image: Tensor, module_index: Tensor, params: Params, variant: str, clamp: bool, params_name: str) -> Tensor:
+    """:func:`apply_stage` once ``image`` (finite) and ``module_index`` are checked; checks the used params."""
+    b = image.shape[0]
     module_index = module_index.to(image.device)
     chosen = torch.unique(module_index).tolist()
     active = [int(i) for i in chosen if i != STOP]
@@ -93,13 +109,18 @@ def apply_stage(
         return image.clone()
     if len(active) == 1 and STOP not in chosen:  # whole batch chose one module: no gather/scatter
         name = _m.MODULE_NAMES[active[0]]
-        return _m.apply(name, image, _params_for(params, name, b), variant=variant, clamp=clamp)
+        p = _params_for(params, name, b)
+        require_finite(f"{params_name} for {name!r}", p)
+        with unchecked():  # image and params checked above: no second pass in apply
+            return _m.apply(name, image, p, variant=variant, clamp=clamp)
     out = image.clone()
     for i in active:
         name = _m.MODULE_NAMES[i]
         rows = torch.nonzero(module_index == i).flatten()
         p = _params_for(params, name, b).index_select(0, rows)
-        y = _m.apply(name, image.index_select(0, rows), p, variant=variant, clamp=clamp)
+        require_finite(f"{params_name} for {name!r} (rows of the samples that chose it)", p)
+        with unchecked():
+            y = _m.apply(name, image.index_select(0, rows), p, variant=variant, clamp=clamp)
         out.index_copy_(0, rows, y.to(out.dtype))
     return out
 
@@ -116,7 +137,7 @@ def apply_pipeline(
     """Apply per-sample pipelines of variable length.
 
     Args:
-        image: ``(B, 3, H, W)`` in [0, 1].
+        image: ``(B, 3, H, W)`` in [0, 1], finite (checked once, not per stage).
         modules: ``(B, T)`` integer module indices; ``STOP`` (-1) skips that stage for that
             sample (a pipeline that stopped early is padded with -1).
         params: ``(B, T, MAX_PARAMS)`` padded parameters of each stage.
@@ -125,6 +146,10 @@ def apply_pipeline(
 
     Returns:
         ``(B, 3, H, W)`` (and the per-stage images when ``return_stages``).
+
+    Raises:
+        ValueError: bad shapes or indices; NaN/Inf in ``image`` or in the params a stage uses
+            (named ``params[:, t] for 'name'``).
     """
     _m._check_image(image)
     b = image.shape[0]
@@ -137,11 +162,12 @@ def apply_pipeline(
             f"params must have shape (B, T, {_m.MAX_PARAMS}) = ({b}, {t_len}, {_m.MAX_PARAMS}), "
             f"got {tuple(getattr(params, 'shape', ()))}"
         )
+    require_finite("image", image)  # once: every stage maps finite images and params to finite images
     stages = []
     x = image
     for t in range(t_len):
         idx = modules[:, t]
         if bool((idx != STOP).any()):
-            x = apply_stage(x, idx, params[:, t], variant=variant, clamp=clamp)
+            x = _stage(x, idx, params[:, t], variant, clamp, f"params[:, {t}]")
         stages.append(x)
     return (x, stages) if return_stages else x

@@ -42,6 +42,10 @@ renormalised by luminance.
 
 An action vector of all zeros is exactly the identity for inputs in [0, 1].
 
+NaN/Inf in the image, the actions or the parameters are refused with a ``ValueError`` naming the
+argument and the count (:func:`ispbench.ops.checks.require_finite`; a NaN action would otherwise
+turn the whole image into NaN). :func:`ispbench.ops.checks.unchecked` skips the check.
+
 Example:
     >>> import torch
     >>> x = torch.rand(2, 3, 32, 32)
@@ -59,6 +63,7 @@ from typing import Mapping
 import torch
 import torch.nn.functional as F
 
+from ispbench.ops.checks import require_finite
 from ispbench.ops.color import luminance
 from ispbench.ops.finishing_np import SLIDER_NAMES
 
@@ -140,6 +145,9 @@ def scale_actions(actions: torch.Tensor) -> torch.Tensor:
         ``(B, 9)`` parameters in natural units (:data:`SLIDER_RANGES`): exposure EV, three WB gains,
         saturation factor, contrast p, highlights p, shadows p, texture factor.
 
+    Raises:
+        ValueError: wrong shape, or NaN/Inf actions (named, counted).
+
     Example:
         >>> scale_actions(torch.zeros(1, 9)).tolist()
         [[0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0]]
@@ -147,6 +155,7 @@ def scale_actions(actions: torch.Tensor) -> torch.Tensor:
     if not isinstance(actions, torch.Tensor) or actions.ndim != 2 or actions.shape[1] != NUM_SLIDERS:
         shape = tuple(actions.shape) if isinstance(actions, torch.Tensor) else type(actions).__name__
         raise ValueError(f"actions must have shape (B, {NUM_SLIDERS}), got {shape}")
+    require_finite("actions", actions)  # before the clamp, which would turn an Inf into +-1
     a = actions.clamp(-1.0, 1.0)
     exposure = 2.0 * a[:, 0:1]
     gains = torch.exp(0.5 * a[:, 1:4])
@@ -223,9 +232,14 @@ def finish_params(image: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(B, 3, H, W)`` image in [0, 1], same dtype and device.
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf in ``image`` or ``params`` (named, counted).
     """
     _check_image(image)
     _check_vector("params", params, image.shape[0])
+    require_finite("image", image)
+    require_finite("params", params)
     p = params.to(dtype=image.dtype, device=image.device)[:, :, None, None]  # (B, 9, 1, 1)
     b, _, h, w = image.shape
     t = p[:, 8:9]
@@ -265,6 +279,10 @@ def finish(image: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(B, 3, H, W)`` finished image in [0, 1].
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf in ``image`` or ``actions`` (named, counted; the image is
+            read once for this).
 
     Example:
         >>> x = torch.rand(1, 3, 8, 8)

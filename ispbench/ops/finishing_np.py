@@ -13,6 +13,10 @@ The two agree within 1/255 (max abs difference; measured 2.5e-4 over 60 random i
 actions including the extremes +-1, worst at near-black pixels where the torch version
 regularises ``x / V``; guaranteed below 7e-4 there).
 
+NaN/Inf in the image or the actions are refused with a ``ValueError`` naming the argument and the
+count, in the words of :func:`ispbench.ops.checks.require_finite` (a local copy, ``_require_finite``:
+this module must not import ispbench).
+
 This module must not import torch.
 
 Example:
@@ -48,6 +52,20 @@ SLIDER_NAMES: tuple[str, ...] = (
 _BLUR = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13.0
 
 
+def _require_finite(name: str, a: np.ndarray) -> None:
+    """Refuse NaN/Inf in ``a`` (same message as ``ispbench.ops.checks.require_finite``; one read when finite)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum()):
+            return
+    n_nan, n_inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if n_nan + n_inf:  # else a sum of finite values overflowed
+        n = n_nan + n_inf
+        raise ValueError(
+            f"{name} has {n} non-finite value{'s' if n != 1 else ''} (NaN/Inf) of {a.size} "
+            f"({n_nan} NaN, {n_inf} Inf); expected finite values"
+        )
+
+
 def scale_actions(actions: np.ndarray) -> np.ndarray:
     """Map a ``(9,)`` action vector in [-1, 1] (clamped) to natural units.
 
@@ -57,6 +75,7 @@ def scale_actions(actions: np.ndarray) -> np.ndarray:
     a = np.asarray(actions, dtype=np.float64)
     if a.shape != (9,):
         raise ValueError(f"actions must have shape (9,) (sliders {', '.join(SLIDER_NAMES)}), got {a.shape}")
+    _require_finite("actions", a)  # before the clip, which would turn an Inf into +-1
     a = np.clip(a, -1.0, 1.0)
     return np.array(
         [2.0 * a[0], math.exp(0.5 * a[1]), math.exp(0.5 * a[2]), math.exp(0.5 * a[3]),
@@ -80,12 +99,16 @@ def finish(image: np.ndarray, actions: np.ndarray) -> np.ndarray:
 
     Returns:
         ``(H, W, 3)`` float32 in [0, 1].
+
+    Raises:
+        ValueError: wrong shapes, NaN/Inf in ``image`` or ``actions`` (named, counted).
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = image.shape if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image must be a NumPy array of shape (H, W, 3), got {shape}")
     if image.dtype != np.float32:
         raise TypeError(f"image must be float32 in [0, 1], got dtype {image.dtype}")
+    _require_finite("image", image)
     p = scale_actions(actions)
     x = image
 

@@ -27,6 +27,10 @@ Conventions (decided here, tested in ``tests/ops/test_modules.py``):
   :func:`squash` instead of relying on the clamp.
 * **Wrong shapes are refused**: ``params for 'ccm' must have shape (B, 9), got (4, 3) ...``.
   Parameters are cast to the image's dtype and device.
+* **Non-finite input is refused** (:func:`ispbench.ops.checks.require_finite`): NaN/Inf in the
+  image or the parameters raise ``ValueError`` naming the argument and the count (one extra
+  read of the image; skip it with :func:`ispbench.ops.checks.unchecked` where the input is known
+  finite).
 * **Outputs are clamped to [0, 1]** (``clamp=True``, the default) by the modules that can leave
   the range: exposure, white_balance, ccm, sharpen_blur, contrast. The others stay in [0, 1] by
   construction for inputs in [0, 1] (gamma, denoise, tone, saturation, desaturation). The
@@ -60,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ispbench.ops.checks import require_finite
 from ispbench.ops.color import LUM_WEIGHTS, _check_image, luminance
 
 #: The module pool, in the order the selector's outputs index it.
@@ -270,6 +275,8 @@ def _prepare(name: str, image: Tensor, params: Tensor, variant: str) -> Tensor:
             f"params for {name!r} must have shape (B, {n}), got {tuple(params.shape)} "
             f"(B = {b}, the image batch)"
         )
+    require_finite("image", image)
+    require_finite(f"params for {name!r}", params)  # before the clamp, which would hide an Inf
     params = params.to(dtype=image.dtype, device=image.device)
     return clamp_params(name, params, variant)
 
@@ -383,7 +390,8 @@ def _tone(x: Tensor, p: Tensor, variant: str, clamp: bool) -> Tensor:
     slope = steps * s
     offset = prefix - k * s
     xf = x.clamp(0.0, 1.0).reshape(b, -1)
-    idx = (xf * steps).long().clamp_(max=steps - 1)
+    # min 0 too: inside ``unchecked()`` a NaN pixel (long(NaN) is INT64_MIN) gives a NaN output, not an index error
+    idx = (xf * steps).long().clamp_(0, steps - 1)
     out = torch.addcmul(torch.gather(offset, 1, idx), torch.gather(slope, 1, idx), xf)
     return out.reshape(x.shape)
 
@@ -452,7 +460,9 @@ def apply(name: str, image: Tensor, params: Tensor, *, variant: str = "paper", c
         ``(B, 3, H, W)``, same dtype and device as ``image``.
 
     Raises:
-        ValueError: unknown name or variant, wrong image or params shape.
+        ValueError: unknown name or variant, wrong image or params shape, NaN/Inf in ``image`` or
+            ``params`` (the message names the argument and counts them; not checked inside
+            :func:`ispbench.ops.checks.unchecked`).
 
     Example:
         >>> x = torch.full((1, 3, 2, 2), 0.25)

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ispbench.ops.checks import warn_saturation
+
 __all__ = [
     "BayerPattern",
     "XYZ2CAMS",
@@ -199,6 +201,10 @@ def apply_black_white_level(raw: torch.Tensor, black: Any, white: Any, *, clip: 
 
     ``black``/``white`` are numbers or tensors broadcastable to ``raw`` (e.g. ``(B, 1, 1, 1)``, or a
     ``(1, 1, H, W)`` per-CFA-site map). ``clip=False`` keeps noise below black (negative values).
+    With ``clip=True``, counts above the white level (saturated, e.g. 24-bit counts normalised
+    with a 16-bit white level) are clipped to 1 and reported with a
+    :class:`~ispbench.ops.checks.SaturationWarning` (count and fraction); counts at the white
+    level itself are not reported.
 
     Example:
         >>> apply_black_white_level(torch.tensor([512., 1023.]), 64, 1023)
@@ -209,7 +215,12 @@ def apply_black_white_level(raw: torch.Tensor, black: Any, white: Any, *, clip: 
     if torch.any(white <= black):
         raise ValueError(f"white level must exceed black level, got black={black.tolist()}, white={white.tolist()}")
     x = (raw - black) / (white - black)
-    return x.clamp(0.0, 1.0) if clip else x
+    if not clip:
+        return x
+    n_over = int(torch.count_nonzero(raw.detach() > white))
+    what = "white level" if white.numel() == 1 else "per-site white level (largest)"
+    warn_saturation("apply_black_white_level raw", n_over, raw.numel(), float(white.max()), what, stacklevel=3)
+    return x.clamp(0.0, 1.0)
 
 
 def invert_black_white_level(x: torch.Tensor, black: Any, white: Any) -> torch.Tensor:

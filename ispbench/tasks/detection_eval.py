@@ -5,7 +5,9 @@
 (default ``method="ultralytics"``, the authors' AP; the notebooks use this default);
 :func:`cross_detector_eval` scores the same outputs with several detectors. Outputs are
 letterboxed with :func:`ispbench.ops.geometry.letterbox` and ultralytics' grey padding
-:data:`PAD_VALUE`; predictions are mapped back to the original pixels.
+:data:`PAD_VALUE`; predictions are mapped back to the original pixels. NaN/Inf in a dataset image or
+in an ISP output are refused with a ``ValueError`` naming the output and the dataset item indices
+(with their counts), not scored.
 
 Example:
     >>> det = FrozenDetector()                                   # doctest: +SKIP
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ispbench.ops.checks import require_finite
 from ispbench.ops.geometry import LetterboxLayout, boxes_from_letterbox, boxes_to_letterbox, letterbox, resize_longest
 from ispbench.tasks.detector import FrozenDetector
 from ispbench.tasks.map_eval import AUTHORS_EVAL, COCO_IOU_THRESHOLDS, evaluate_map
@@ -94,6 +97,17 @@ def _batches(dataset: Any, batch_size: int):
         yield idx, items
 
 
+def _refuse_nonfinite(what: str, y: torch.Tensor, indices: Sequence[int]) -> None:
+    """Refuse NaN/Inf in ``y`` ``(B, ...)``, whose rows are dataset items ``indices``; the message
+    names ``what`` and each offending item with its count."""
+    try:
+        require_finite(what, y)
+    except ValueError as err:
+        per_item = (~torch.isfinite(y.detach())).flatten(1).sum(1).tolist()
+        bad = {int(indices[k]): int(n) for k, n in enumerate(per_item) if n}
+        raise ValueError(f"{err}; in dataset items {sorted(bad)} (index: count {bad})") from None
+
+
 def _isp_outputs(
     isp_fn: Callable[[torch.Tensor], torch.Tensor] | None,
     dataset: Any,
@@ -107,8 +121,9 @@ def _isp_outputs(
     Returns a list of ``(srgb (3, h, w) on CPU, boxes, labels, original (H, W))``.
     """
     out = []
-    for _, items in _batches(dataset, batch_size):
+    for idx, items in _batches(dataset, batch_size):
         x = torch.stack([it[0] for it in items]).to(device)
+        _refuse_nonfinite("dataset image (the ISP input)", x, idx)
         orig = tuple(x.shape[-2:])
         x = resize_longest(x, imgsz)
         with torch.no_grad():
@@ -116,6 +131,8 @@ def _isp_outputs(
         if not isinstance(y, torch.Tensor) or y.shape != x.shape:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise ValueError(f"isp_fn: expected an output of shape {tuple(x.shape)} (same as its input), got {got}")
+        if isp_fn is not None:
+            _refuse_nonfinite(f"isp_fn output ({getattr(isp_fn, '__name__', type(isp_fn).__name__)})", y, idx)
         for k, (_, boxes, labels) in enumerate(items):
             out.append((y[k].detach().float().cpu(), boxes, labels, orig))
     return out
@@ -140,9 +157,7 @@ def _score(
     # Letterbox every output, then batch consecutive outputs with the same canvas.
     prepared = []
     gts, sizes = [], []
-    for i, (y, boxes, labels, orig) in enumerate(outputs):
-        if not torch.isfinite(y).all():
-            raise ValueError(f"ISP output {i} has NaN/inf values")
+    for y, boxes, labels, orig in outputs:  # finite: checked where the outputs were made
         lb, layout = letterbox(y[None], imgsz, pad_value=PAD_VALUE, rect=rect, stride=detector.stride)
         t = _targets_on_canvas(boxes, layout)
         # predictions map back to the original image, not to the resized ISP output
@@ -225,7 +240,8 @@ def evaluate_isp(
 
     Args:
         isp_fn: linear ``(B, 3, H, W)`` -> sRGB ``(B, 3, H, W)`` in [0, 1]; ``None`` scores the
-            input images as they are. Called under ``torch.no_grad``.
+            input images as they are. Called under ``torch.no_grad``. An output with NaN/Inf
+            raises ``ValueError`` naming ``isp_fn output`` and the dataset items (index: count).
         dataset: sequence of dicts ``image`` (3, H, W), ``boxes`` (N, 4) normalised
             ``cx, cy, w, h``, ``labels`` (N,).
         detector: the frozen detector.
@@ -240,6 +256,10 @@ def evaluate_isp(
         :func:`~ispbench.tasks.map_eval.evaluate_map`'s dict (``mAP@0.5``, ``mAP@0.75``, ``mAP@0.5:0.95``, ``per_class``
         ...) plus ``per_image_loss`` (list, the detector's loss of each output),
         ``mean_loss``, ``predictions`` (per image, original pixels) and what they were matched against, ``ground_truth`` (per image ``(m, 5)`` class, cx, cy, w, h normalised) and ``image_sizes`` (``(H, W)``).
+
+    Raises:
+        ValueError: bad items or settings; NaN/Inf in a dataset image or an ISP output (the
+            message names which and lists the dataset item indices with their counts).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
@@ -302,6 +322,7 @@ def cross_detector_eval(
             y = torch.as_tensor(y).float().cpu()
             if y.ndim != 3 or y.shape[0] != 3:
                 raise ValueError(f"isp_outputs_or_fn[{i}]: expected (3, h, w), got {tuple(y.shape)}")
+            _refuse_nonfinite(f"isp_outputs_or_fn[{i}] (precomputed ISP output)", y[None], [i])
             ih, iw = img.shape[-2:]
             if not math.isclose(y.shape[1] / y.shape[2], ih / iw, rel_tol=0.02):
                 raise ValueError(

@@ -79,6 +79,43 @@ def _namespace(args: Mapping[str, Any]):
     return IterableSimpleNamespace(**dict(args))
 
 
+def _load_ultralytics_checkpoint(path: Path) -> tuple[nn.Module, dict]:
+    """An ultralytics checkpoint, read with ``weights_only=True`` (never unpickling code).
+
+    Ultralytics checkpoints pickle the model's classes; its own restricted loader
+    (``torch_safe_load(..., safe_only=True)``) allow-lists exactly the torch and ultralytics
+    ``nn.Module`` classes the file references and refuses anything else (a crafted pickle that would
+    call a function). Then the same model set-up as ``ultralytics.nn.tasks.load_checkpoint``.
+
+    Raises:
+        ValueError: naming the file, when it is refused or unreadable.
+    """
+    import pickle
+
+    from ultralytics.nn.tasks import guess_model_task, torch_safe_load
+
+    if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):  # ultralytics would load unrestricted
+        raise RuntimeError(f"loading {path} safely needs torch >= 2.6 (restricted weights_only loading); "
+                           f"torch {torch.__version__} is installed")
+    try:
+        ckpt, _ = torch_safe_load(str(path), safe_only=True)
+    except (TypeError, pickle.UnpicklingError, ModuleNotFoundError) as e:
+        raise ValueError(f"weights: refused to load {path}: not a plain ultralytics detection checkpoint "
+                         f"(restricted weights_only=True load: {str(e).strip().splitlines()[0][:300]})") from e
+    model = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"weights: {path} holds no ultralytics model (keys {sorted(ckpt)[:8]})")
+    model = model.float()
+    model.pt_path = str(path)
+    model.task = getattr(model, "task", guess_model_task(model))
+    if not hasattr(model, "stride"):
+        model.stride = torch.tensor([32.0])
+    for m in model.modules():
+        if hasattr(m, "inplace"):
+            m.inplace = True
+    return model.eval(), ckpt
+
+
 def _fuse_conv_bn(model: nn.Module) -> None:
     """Fold eval-mode BatchNorm into the preceding convolution of ultralytics ``Conv``/``DWConv``.
 
@@ -177,9 +214,7 @@ class FrozenDetector(nn.Module):
                 )
             if path.suffix != ".pt":
                 raise ValueError(f"weights: expected an ultralytics .pt checkpoint, got {path}")
-            from ultralytics.nn.tasks import load_checkpoint
-
-            model, ckpt = load_checkpoint(str(path), device="cpu", fuse=False)
+            model, ckpt = _load_ultralytics_checkpoint(path)
             train_args = dict(ckpt.get("train_args") or {})
             task = getattr(model, "task", "detect")
             if task != "detect":

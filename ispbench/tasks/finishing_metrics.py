@@ -1,7 +1,9 @@
 """Photo-finishing metrics: PSNR, SSIM and LPIPS (RLPixTuner Tables 1, 3, 4).
 
 All functions take ``(B, 3, H, W)`` (or ``(3, H, W)``) tensors in [0, 1] and return one value per
-image ``(B,)``. Nothing falls back silently: LPIPS needs torchvision's AlexNet weights, which this
+image ``(B,)``. NaN/Inf in ``pred`` or ``target`` are refused with a ``ValueError`` naming the
+argument and the count (a NaN image would otherwise score NaN dB and poison a table's mean).
+Nothing falls back silently: LPIPS needs torchvision's AlexNet weights, which this
 project cannot download; without them :class:`LPIPS` raises :class:`LPIPSUnavailable` telling you
 which file to place where.
 
@@ -20,6 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ispbench.ops.checks import require_finite, unchecked
+
 #: The torchvision AlexNet ImageNet weights that LPIPS(net="alex") builds its backbone from.
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -34,6 +38,8 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torc
         target = target[None]
     if pred.dim() != 4 or pred.shape != target.shape:
         raise ValueError(f"pred and target must both be (B, C, H, W) of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    require_finite("pred", pred)
+    require_finite("target", target)
     return pred, target
 
 
@@ -149,10 +155,11 @@ class LPIPS:
 def all_metrics(pred: torch.Tensor, target: torch.Tensor, lpips_model: LPIPS | None = None) -> dict[str, torch.Tensor]:
     """``{"PSNR": (B,), "SSIM": (B,), "LPIPS": (B,) or NaN}``; LPIPS NaN when no model is given."""
     pred, target = _check(pred, target)
-    out = {"PSNR": psnr(pred, target), "SSIM": ssim(pred, target)}
-    if lpips_model is not None:
-        out["LPIPS"] = lpips_model(pred, target)
-    else:
+    with unchecked():  # checked once above, not again by each metric
+        out = {"PSNR": psnr(pred, target), "SSIM": ssim(pred, target)}
+        if lpips_model is not None:
+            out["LPIPS"] = lpips_model(pred, target)
+    if lpips_model is None:
         out["LPIPS"] = torch.full((pred.shape[0],), math.nan)
     return out
 

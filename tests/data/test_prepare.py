@@ -237,7 +237,7 @@ def test_lod_errors_name_the_file(capsys, lod_root):
     (lod_root / "RAW-dark-Annotations" / "4.xml").unlink()
     rc, _, err = run(capsys, "lod", "--root", lod_root)
     assert rc == 1 and "no .xml annotation for 1 of 3" in err and "4.xml" in err
-    (lod_root / "train.txt").write_text("4.png\n99.png\n")
+    (lod_root / "train.txt").write_text("4.png\n")
     (lod_root / "val.txt").write_text("6.png\n")
     from .conftest import voc_xml
 
@@ -251,6 +251,7 @@ def test_lod_errors_name_the_file(capsys, lod_root):
     rc, _, err = run(capsys, "lod", "--root", lod_root)
     assert rc == 1 and "4.xml: size 320x480" in err and "aspect" in err
     voc_xml(lod_root / "RAW-dark-Annotations" / "4.xml", 480, 320, [("car", 1, 1, 20, 20)])
+    (lod_root / "train.txt").write_text("4.png\n99.png\n")  # split lists are checked before any conversion
     rc, _, err = run(capsys, "lod", "--root", lod_root)
     assert rc == 1 and "train.txt: 1 entries name no file" in err and "'99'" in err
 

@@ -99,7 +99,7 @@ def test_parse_labelme_errors(tmp_path):
     with pytest.raises(DatasetFormatError, match="not valid labelme JSON"):
         parse_labelme(bad)
     path = labelme_json(tmp_path / "2.json", "2.png", 48, 32, [("truck", [[0, 0], [4, 4]], "rectangle")])
-    with pytest.raises(DatasetFormatError, match=r"shapes\[0\]\.label is 'truck'"):
+    with pytest.raises(DatasetFormatError, match=r"field 'shapes\[0\]\.label' is 'truck'"):
         parse_labelme(path)
     path.write_text(json.dumps({"shapes": []}))
     with pytest.raises(DatasetFormatError, match="missing field 'imageWidth'"):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ispbench.ops import raw as R
+from ispbench.ops.checks import SaturationWarning
 from ispbench.ops.raw import BayerPattern
 
 
@@ -71,7 +72,8 @@ def test_bad_shapes_refused():
 
 def test_levels_gains_ccm():
     raw = torch.tensor([[[[64.0, 1023.0], [543.5, 2000.0]]]])
-    x = R.apply_black_white_level(raw, 64, 1023)
+    with pytest.warns(SaturationWarning, match="1 of 4 values"):
+        x = R.apply_black_white_level(raw, 64, 1023)  # 2000 > white 1023: clipped, and reported
     torch.testing.assert_close(x, torch.tensor([[[[0.0, 1.0], [0.5, 1.0]]]]))
     y = R.apply_black_white_level(raw, 64, 1023, clip=False)
     torch.testing.assert_close(R.invert_black_white_level(y, 64, 1023), raw)

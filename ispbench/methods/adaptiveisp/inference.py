@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from ispbench.paths import WEIGHTS_DIR
+from ispbench.training.checkpoint import safe_load
 
 from . import agent
 from .networks import PolicyNet
@@ -71,7 +72,7 @@ def load_policy(path: str | Path | None = None, device: str = "cpu") -> PolicyNe
             f"AdaptiveISP policy {path} not found; train one with "
             f"`ispbench train adaptiveisp --iterations 600 --lr 3e-4 --param-heads shared --export {path}`"
         )
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = safe_load(path, what="AdaptiveISP policy")
     if "state_dict" in payload and "config" in payload:
         config, state = payload["config"], payload["state_dict"]
     elif "policy" in payload and "policy_config" in payload:

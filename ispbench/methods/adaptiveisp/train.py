@@ -27,8 +27,9 @@ the stage's own reward, not Q), ``--snapshot-every N`` (exported snapshots for v
 Adam for both nets (3e-5 in the paper; larger for short CPU runs), learning rate x0.1 per third of
 training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clipping. Checkpoints
 (nets, optimisers, pool, data order, RNG states, metrics) are written atomically to
-``out_dir/last.pt``; a rerun with the same ``out_dir`` resumes from there and gives the same result
-as an uninterrupted run. Metrics go to ``out_dir/metrics.csv``; ``--export PATH`` writes the
+``out_dir/last.pt``; a rerun with the same ``out_dir`` resumes from there (refused when the settings differ, unless
+``--allow-changed-settings``) and gives the same result as an uninterrupted run, including the metric
+rows when it stopped between two log points (the running averages are in the checkpoint). Metrics go to ``out_dir/metrics.csv``; ``--export PATH`` writes the
 inference-only policy (float16) that :func:`ispbench.methods.adaptiveisp.inference.load_policy` reads.
 At the end the policy is scored on ``--final-eval-images`` validation images (mean detector loss of
 input and output, ``summary.json``'s ``final_eval``; 0 skips it). Data, detector, targets and the
@@ -50,7 +51,14 @@ from torch.nn import functional as F
 from ispbench import atomic, ops
 from ispbench.detection_baselines.models import default_weights, load_baseline
 from ispbench.seeding import seed_everything
-from ispbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ispbench.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    resume_segments,
+    rng_state,
+    save_checkpoint,
+)
 from ispbench.training.config import flat_dict, parse
 from ispbench.training.detection import (
     DetectionSettings,
@@ -152,7 +160,11 @@ class Args:
     log_every: int = 10
     """average and write metrics every this many iterations"""
     resume: bool = True
-    """continue from ``out_dir/last.pt`` when it exists"""
+    """continue from ``out_dir/last.pt`` when it exists (with the same settings, see ``allow_changed_settings``)"""
+    allow_changed_settings: bool = False
+    """resume even when settings differ from the checkpoint's (recorded per segment in ``last.pt`` and
+    ``summary.json``); without it such a resume is refused. Run length, stop, cadence, threads, export and progress
+    bar may always change (``ispbench.training.checkpoint.SEGMENT_SETTINGS``)"""
     stop_after: int = 0
     """leave after this many iterations of this invocation (checkpointed; 0 = run to the end); a later run resumes"""
     export: str = ""
@@ -284,6 +296,10 @@ def train(args: Args) -> dict:
     start, rows, elapsed_before, loss_clip = 0, [], 0.0, float(args.loss_clip)
     generators = {"pool": gen}
     ckpt = load_checkpoint(out_dir, resume=args.resume)
+    segments = resume_segments(ckpt, flat_dict(args), path=checkpoint_path(out_dir),
+                               position=ckpt["iteration"] if ckpt else 0, allow_changed=args.allow_changed_settings)
+    acc: dict[str, float] = {}
+    counts = torch.zeros(policy.n_actions)
     if ckpt is not None:
         policy.load_state_dict(ckpt["policy"])
         value.load_state_dict(ckpt["value"])
@@ -293,6 +309,8 @@ def train(args: Args) -> dict:
         restore_rng_state(ckpt["rng"], generators)
         start, rows, elapsed_before = ckpt["iteration"], ckpt["metrics"], ckpt.get("elapsed_s", 0.0)
         loss_clip = ckpt["loss_clip"]
+        acc = dict(ckpt.get("acc", {}))  # running sums since the last metrics row
+        counts = ckpt.get("counts", counts)
         print(f"resumed from {out_dir / 'last.pt'} at iteration {start} of {args.iterations}", file=sys.stderr)
     log = MetricsLog(out_dir, rows)
     rows = log.rows
@@ -313,6 +331,9 @@ def train(args: Args) -> dict:
                 "metrics": rows,
                 "elapsed_s": elapsed,
                 "loss_clip": loss_clip,
+                "acc": dict(acc),
+                "counts": counts.clone(),
+                "segments": segments,
             },
         )
 
@@ -330,8 +351,6 @@ def train(args: Args) -> dict:
         print(f"loss_clip (auto, 90th percentile of the input images' detector loss): {loss_clip:.4f}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    acc: dict[str, float] = {}
-    counts = torch.zeros(policy.n_actions)
     bar = progress_bar(args.iterations, start, "adaptiveisp", enabled=args.progress_bar)
     policy.train()
     value.train()
@@ -464,7 +483,7 @@ def train(args: Args) -> dict:
     summary = {
         "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": flat_dict(args), "loss_clip": loss_clip,
         "machine": f"{platform.machine()} {platform.processor() or platform.system()}, torch {torch.__version__}, threads {torch.get_num_threads()}",
-        "last_metrics": rows[-1] if rows else {},
+        "last_metrics": rows[-1] if rows else {}, "segments": segments,
     }
     finished = end == args.iterations
     if args.export and finished:

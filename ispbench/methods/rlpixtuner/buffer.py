@@ -21,6 +21,8 @@ import torch
 from ispbench.methods.rlpixtuner.env import Observation
 from ispbench.methods.rlpixtuner.state import N_PARAMS
 
+_COLUMNS = ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action")
+
 
 class Batch(NamedTuple):
     """A sampled batch of transitions (images as float in [0, 1])."""
@@ -124,17 +126,19 @@ class ReplayBuffer:
         )
 
     def state_dict(self) -> dict[str, Any]:
+        """Filled rows as tensors, ring position and sampling RNG state (readable with ``weights_only=True``)."""
         n = len(self)
         return {"capacity": self.capacity, "pos": self.pos, "full": self.full, "rng": self.rng.bit_generator.state,
-                **{k: getattr(self, k)[:n].copy() for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action")}}
+                **{k: torch.from_numpy(getattr(self, k)[:n].copy()) for k in _COLUMNS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"buffer capacity {state['capacity']} in checkpoint != {self.capacity}")
-        for k in ("cur", "nxt", "goal", "vec", "next_vec", "action", "reward", "done", "goal_action"):
+        for k in _COLUMNS:
             if k not in state:  # checkpoints written before goal_action existed
                 continue
             arr = state[k]
+            arr = arr.numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
             getattr(self, k)[: len(arr)] = arr
         self.pos, self.full = int(state["pos"]), bool(state["full"])
         self.rng.bit_generator.state = state["rng"]

@@ -16,6 +16,7 @@ from ispbench.methods.rlpixtuner.env import FinishingEnv, Observation, Pipeline
 from ispbench.methods.rlpixtuner.networks import Actor, NetConfig, StateEncoder
 from ispbench.methods.rlpixtuner.state import N_PARAMS
 from ispbench.methods.rlpixtuner.td3 import TD3
+from ispbench.training.checkpoint import safe_load
 
 
 class Policy(torch.nn.Module):
@@ -41,7 +42,7 @@ class Policy(torch.nn.Module):
     @classmethod
     def load(cls, path: str) -> "Policy":
         """Load a policy from a shipped weights file or a training checkpoint."""
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = safe_load(path, what="RLPixTuner policy")
         if "policy" in state:
             state = state["policy"]
         elif "agent" in state:

@@ -11,9 +11,13 @@ the paper's setting), and ``updates_per_step`` TD3 updates follow. Every ``eval_
 deterministic policy is evaluated on a fixed held-out set; every ``checkpoint_every`` env steps
 (at an episode boundary) ``<out_dir>/last.pt`` is written atomically with the networks, optimisers,
 step counters, metrics and every RNG state (and, with ``--save-buffer``, the replay buffer, so that
-``--resume`` continues the exact run; without it a resumed run refills the buffer first).
+``--resume`` continues the exact run; without it a resumed run refills the buffer first). A resume
+with other settings than the checkpoint's is refused (the differences named) unless
+``--allow-changed-settings``; ``--stop-after N`` leaves after N env steps of this invocation (checkpointed,
+no final evaluation), so a later ``--resume`` gives exactly the uninterrupted run.
 Metrics go to ``<out_dir>/metrics.csv``; the policy of the evaluation with the best final-step PSNR so far
-is also written to ``<out_dir>/best_policy.pt`` (model selection on the held-out validation crops).
+is also written to ``<out_dir>/best_policy.pt`` (model selection on the held-out validation crops); the
+best score so far is in the checkpoint, so a resumed run never replaces it with a worse policy.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.networks import ABLATIONS, NetConfig
 from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
 from ispbench.seeding import seed_everything
-from ispbench.training.checkpoint import checkpoint_path, load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from ispbench.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    resume_segments,
+    rng_state,
+    safe_load,
+    save_checkpoint,
+)
 from ispbench.training.config import flat_dict, parse
 from ispbench.training.run import MetricsLog, finish_run, progress_bar, start_run
 
@@ -113,7 +125,14 @@ class Args:
     """include the replay buffer in checkpoints (needed for an exact resume; ~175 MB at the shipped recipe's size).
     Without it a resumed run refills the buffer before updating again"""
     resume: bool = False
-    """continue from <out_dir>/last.pt if it exists"""
+    """continue from <out_dir>/last.pt if it exists (with the same settings, see ``allow_changed_settings``)"""
+    allow_changed_settings: bool = False
+    """resume even when settings differ from the checkpoint's (recorded per segment in ``last.pt`` and
+    ``final_metrics.json``); without it such a resume is refused. Run length, stop, cadence, threads, progress bar,
+    ``max_minutes`` and ``save_buffer`` may always change (``ispbench.training.checkpoint.SEGMENT_SETTINGS``)"""
+    stop_after: int = 0
+    """leave after about this many env steps of this invocation (at the next episode end; checkpointed, no final
+    evaluation or ``policy.pt``; 0 = run to the end); a later ``--resume`` continues"""
     max_minutes: float = 0.0
     """stop (after a checkpoint) once this much wall time has passed (0: no limit)"""
     progress: bool = True
@@ -156,17 +175,23 @@ def train(args: Args) -> dict[str, Any]:
     generators = {"data": data_rng, "explore": explore_gen, "buffer": buffer.rng}
     step, episodes, update_credit, wall, rows = 0, 0, 0.0, 0.0, []
     min_buffer = args.batch_size  # transitions the buffer must hold before updates (more while refilling)
+    last: dict[str, float] = {}  # the latest update's losses (logged with every episode)
+    best_eval = -float("inf")  # best held-out final PSNR so far (that of best_policy.pt)
     ck = load_checkpoint(out, resume=args.resume)
+    segments = resume_segments(ck, flat_dict(args), path=checkpoint_path(out), position=ck["step"] if ck else 0,
+                               allow_changed=args.allow_changed_settings)
     if ck is not None:
-        if ck["args"]["ablation"] != args.ablation or ck["args"]["seed"] != args.seed:
-            raise ValueError(f"{checkpoint_path(out)} was written with ablation={ck['args']['ablation']!r}, "
-                             f"seed={ck['args']['seed']}; this run has ablation={args.ablation!r}, seed={args.seed}")
         agent.load_state_dict(ck["agent"])
         if "buffer" in ck:
             buffer.load_state_dict(ck["buffer"])
         restore_rng_state(ck["rng"], generators)
         step, episodes, update_credit, wall = ck["step"], ck["episodes"], ck["update_credit"], ck["wall_time_s"]
         env.queries, rows = ck["queries"], ck["metrics"]
+        last = dict(ck.get("last_update", {}))
+        if "best_eval" in ck:
+            best_eval = float(ck["best_eval"])
+        elif (out / "best_policy.pt").exists():  # checkpoints written before best_eval was stored
+            best_eval = float(safe_load(out / "best_policy.pt", what="RLPixTuner policy")["metrics"]["eval_psnr_final"])
         print(f"resumed from {checkpoint_path(out)} at step {step} of {args.total_steps}", file=sys.stderr)
         if "buffer" not in ck:
             min_buffer = min(args.buffer_size, max(args.batch_size, args.learning_starts))
@@ -181,15 +206,16 @@ def train(args: Args) -> dict[str, Any]:
     def checkpoint() -> None:
         state = {"args": flat_dict(args), "agent": agent.state_dict(), "step": step, "episodes": episodes,
                  "update_credit": update_credit, "wall_time_s": wall, "queries": env.queries,
-                 "rng": rng_state(generators), "metrics": log.rows}
+                 "rng": rng_state(generators), "metrics": log.rows, "last_update": dict(last), "best_eval": best_eval,
+                 "segments": segments}
         if args.save_buffer:
             state["buffer"] = buffer.state_dict()
         save_checkpoint(out, state)
 
     bar = progress_bar(args.total_steps, step, f"rlpixtuner[{args.ablation}]", enabled=args.progress)
     t_start = time.perf_counter() - wall
-    last: dict[str, float] = {}
-    best_eval = -float("inf")
+    stop_at = step + args.stop_after if args.stop_after else None
+    stopped = False
     next_eval = (step // args.eval_every + 1) * args.eval_every if args.eval_every else None
     next_ckpt = (step // args.checkpoint_every + 1) * args.checkpoint_every if args.checkpoint_every else None
     while step < args.total_steps:
@@ -242,19 +268,26 @@ def train(args: Args) -> dict[str, Any]:
                 next_eval = (step // args.eval_every + 1) * args.eval_every
             bar.set_postfix(final=f"{ev['psnr_final']:.2f}", best=f"{ev['psnr_best']:.2f}")
         log.append(row)
-        if (next_ckpt is not None and step >= next_ckpt) or finished:
+        stopped = not finished and stop_at is not None and step >= stop_at
+        if (next_ckpt is not None and step >= next_ckpt) or finished or stopped:
             checkpoint()
             if next_ckpt is not None:
                 next_ckpt = (step // args.checkpoint_every + 1) * args.checkpoint_every
-        if finished:
+        if finished or stopped:
             break
     bar.close()
+    if stopped:
+        print(f"stopped after {step} of {args.total_steps} env steps (--stop-after); continue with --resume",
+              file=sys.stderr)
+        return {"step": step, "episodes": episodes, "updates": agent.n_updates, "queries": env.queries,
+                "wall_time_s": round(wall, 1), "stopped": True, "segments": segments}
     final = {"step": step, "episodes": episodes, "updates": agent.n_updates, "queries": env.queries,
              "wall_time_s": round(wall, 1), **{f"eval_{k}": v for k, v in evaluate(agent, eval_set, steps=args.max_steps).items()}}
-    atomic.torch_save({"policy": agent.policy_state(), "args": flat_dict(args), "metrics": final}, out / "policy.pt")
-    atomic.write_json(out / "final_metrics.json", final)
+    atomic.torch_save({"policy": agent.policy_state(), "args": flat_dict(args), "metrics": final, "segments": segments},
+                      out / "policy.pt")
+    atomic.write_json(out / "final_metrics.json", {**final, "segments": segments})
     finish_run("ispbench.methods.rlpixtuner.train:load_policy", out / "policy.pt")
-    return final
+    return {**final, "segments": segments}
 
 
 def load_policy(path: str | Path) -> Policy:
