@@ -11,13 +11,18 @@ and its last cell ``run.write(data=..., tables=..., metrics=...)``. ``PARAM_NAME
 names of the notebook's ``parameters`` cell (``tests/test_notebook_parameters.py`` checks it
 matches); papermill injects overrides of those names into the notebook's globals, so the
 values are read from there after injection.
+
+On Colab the notebooks' first cell sets ``$ISPBENCH_DEVICE=auto`` (:data:`DEVICE_ENV`), and
+:func:`start_notebook` then runs on the runtime's GPU when it has one (:func:`resolve_device`).
+``ispbench run`` removes the variable from its kernels: there the ``device`` parameter decides.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, MutableMapping, Sequence
 
 import torch
 
@@ -27,6 +32,21 @@ from ispbench.seeding import seed_everything
 
 #: The profile whose runs are tiny and whose numbers are meaningless (the test suite's profile).
 SMOKE_PROFILE = "smoke"
+#: When set (the Colab install cell sets ``auto``), the device a notebook runs on, in place of its
+#: ``device`` parameter: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+DEVICE_ENV = "ISPBENCH_DEVICE"
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``; any other device unchanged.
+
+    Example:
+        >>> resolve_device("cpu"), resolve_device("auto") in ("cuda", "cpu")
+        ('cpu', True)
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 @dataclass
@@ -91,6 +111,9 @@ def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequ
         param_names: the parameter names; default ``namespace["PARAM_NAMES"]``.
         torch_threads: if given, ``torch.set_num_threads`` (1 is fastest on a shared CPU).
 
+    The ``device`` parameter ``"auto"``, or ``$ISPBENCH_DEVICE`` when set (on Colab), is resolved
+    with :func:`resolve_device` and written back into ``namespace["device"]``.
+
     Returns:
         :class:`NotebookRun` with ``parameters`` in ``param_names`` order.
 
@@ -117,6 +140,14 @@ def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequ
         raise ValueError(f"param_names: {missing} are listed but not defined in notebook {name!r}'s namespace "
                          "(is the parameters cell run?)")
     parameters = {k: namespace[k] for k in param_names}
+    if "device" in parameters:
+        wanted = os.environ.get(DEVICE_ENV) or str(parameters["device"])
+        device = resolve_device(wanted)
+        if device != parameters["device"]:
+            print(f"device: {device} (${DEVICE_ENV}={wanted})" if os.environ.get(DEVICE_ENV) else f"device: {device}")
+            parameters["device"] = device
+            if isinstance(namespace, MutableMapping):  # the notebook's globals: its cells read `device`
+                namespace["device"] = device
     declarations.check(name, parameters)
     generator = seed_everything(int(parameters.get("seed", 0)))
     if torch_threads:
@@ -124,4 +155,4 @@ def start_notebook(name: str, namespace: Mapping[str, Any], *, param_names: Sequ
     return NotebookRun(name, parameters, timer, generator)
 
 
-__all__ = ["NotebookRun", "SMOKE_PROFILE", "start_notebook"]
+__all__ = ["DEVICE_ENV", "NotebookRun", "SMOKE_PROFILE", "resolve_device", "start_notebook"]

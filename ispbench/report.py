@@ -45,9 +45,13 @@ from ispbench.results import ResultFileError, all_results
 
 COMPARISON_TABLE = "comparison"
 STATUS_COLUMNS = [
-    "paper", "table", "status", "cells_paper", "cells_compared", "mean_abs_difference",
-    "notebooks", "profile", "data", "newest",
+    "paper", "table", "status", "cells_paper", "cells_compared", "mean_abs_difference", "units",
+    "notebooks", "pages", "profile", "data", "newest",
 ]
+#: Where the status page (``book/status.md``) finds the notebook pages (``book/executed/<id>.ipynb``).
+PAGES_DIR = "executed"
+#: How a difference's unit reads: a difference of two percentages is in percentage points.
+UNIT_DISPLAY = {"%": "pt", "count": ""}
 
 
 def _is_nan(x: Any) -> bool:
@@ -112,34 +116,43 @@ def status_table(profile: str) -> pd.DataFrame:
 
     Columns: ``paper, table, status`` (``reproduced``/``partly``/``not yet``), ``cells_paper``
     (numbers the paper prints), ``cells_compared`` (of those, how many we have),
-    ``mean_abs_difference`` (mean ``|ours - paper|`` over compared cells, NaN if none),
-    ``notebooks`` (comma-separated ids that contributed), ``profile``, ``data`` (``; ``-joined
-    descriptions), ``newest`` (time of the newest contributing result file).
+    ``mean_abs_difference`` (metric -> mean ``|ours - paper|`` over that metric's compared cells,
+    in its unit; empty if none: units are never averaged together), ``units`` (metric -> the
+    paper's unit), ``notebooks`` (comma-separated ids that contributed), ``pages`` (the book's
+    notebook pages of the table: contributing notebooks and ``<paper>/table<N>``, among the
+    profile's notebooks), ``profile``, ``data`` (``; ``-joined descriptions), ``newest`` (time of
+    the newest contributing result file).
     """
     published = papers.load()
     comparisons = comparison_rows(profile)
+    book_notebooks = list(runner.load_profile(profile).get("notebooks") or {})
     out = []
     for paper in papers.paper_names():
         pub = published[published["paper"] == paper]
         for table in papers.tables(paper):
             cells = pub[(pub["table"] == table) & pub["value"].notna()]
             ours = _our_cells(comparisons, paper, table)
-            diffs, used = [], []
+            diffs: dict[str, list[float]] = {}
+            units: dict[str, str] = {}
+            used = []
             for _, cell in cells.iterrows():
                 key = tuple(cell[c] for c in papers.KEY)
                 if key in ours:
-                    diffs.append(abs(ours[key]["our_value"] - cell["value"]))
+                    diffs.setdefault(cell["metric"], []).append(abs(ours[key]["our_value"] - cell["value"]))
+                    units.setdefault(cell["metric"], _norm_setting(cell.get("unit")))
                     used.append(ours[key])
             notebooks = list(dict.fromkeys(r["notebook"] for r in used))
             data = list(dict.fromkeys(str(r["data"]) for r in used if r["data"]))
-            n = len(diffs)
+            conventional = f"{paper.lower().replace('-', '')}/table{table}"
+            pages = [n for n in dict.fromkeys([*notebooks, conventional]) if n in book_notebooks]
+            n = len(used)
             status = "reproduced" if n and n == len(cells) else "partly" if n else "not yet"
             out.append({
                 "paper": paper, "table": table, "status": status,
                 "cells_paper": len(cells), "cells_compared": n,
-                "mean_abs_difference": sum(diffs) / n if n else float("nan"),
-                "notebooks": ", ".join(notebooks), "profile": profile, "data": "; ".join(data),
-                "newest": max((r["written_at"] for r in used), default=""),
+                "mean_abs_difference": {m: sum(d) / len(d) for m, d in diffs.items()}, "units": units,
+                "notebooks": ", ".join(notebooks), "pages": ", ".join(pages), "profile": profile,
+                "data": "; ".join(data), "newest": max((r["written_at"] for r in used), default=""),
             })
     return pd.DataFrame(out, columns=STATUS_COLUMNS)
 
@@ -186,8 +199,34 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def status_markdown(profile: str) -> str:
-    """The reproduction-status page of ``profile`` as MyST Markdown (plain pipe tables, no HTML)."""
+def format_differences(means: dict[str, float], units: dict[str, str]) -> str:
+    """One table's mean absolute differences, metric by metric, each in its own unit.
+
+    Example:
+        >>> format_differences({"mAP@0.5": 1.62, "time": 628.8}, {"mAP@0.5": "%", "time": "ms"})
+        'mAP@0.5 1.6 pt; time 628.80 ms'
+    """
+    parts = []
+    for metric, value in means.items():
+        unit = UNIT_DISPLAY.get(units.get(metric, ""), units.get(metric, ""))
+        parts.append(" ".join(x for x in (metric, papers.format_number(value, metric), unit) if x))
+    return "; ".join(parts)
+
+
+def _page_link(table: str, pages: str, pages_dir: str) -> str:
+    title = f"Table {table}" if table.isdigit() else table.capitalize()
+    first = pages.split(", ")[0] if pages else ""
+    return f"[{title}]({pages_dir}/{first}.ipynb)" if first else title
+
+
+def status_markdown(profile: str, *, pages_dir: str = PAGES_DIR) -> str:
+    """The reproduction-status page of ``profile`` as MyST Markdown (plain pipe tables, no HTML).
+
+    The summary is one short table per paper, one row per paper table: the table (a link to its
+    notebook page under ``pages_dir``, relative to the page), its status and the numbers compared,
+    and the mean absolute difference per metric in the metric's unit. The data of our numbers are said once per table
+    below it, and on the notebook page.
+    """
     description = _profile_description(profile)
     status = status_table(profile)
     comparisons = comparison_rows(profile)
@@ -210,20 +249,23 @@ def status_markdown(profile: str) -> str:
                   f"`ispbench run --profile {profile}`, then this command again.")
     lines += [intro, ""]
     lines += ["A paper table is *reproduced* when every number it prints has a number of ours, *partly* when "
-              "some have, *not yet* when none has. Differences are ours minus the paper's, in the metric's "
-              "unit (mAP in points, PSNR in dB, time in the paper's unit); the mean is over compared cells.", ""]
+              "some have, *not yet* when none has. *Compared*: numbers of ours out of the numbers the paper "
+              "prints (*status: compared*). *Mean abs. difference*: the mean of |ours − paper| over the compared numbers, metric "
+              "by metric in the metric's unit (mAP and frequencies in percentage points, pt; PSNR in dB; "
+              "time in the paper's unit). Each table links to its notebook page, which says which data "
+              "produced our numbers.", ""]
 
+    # One short table per paper (three columns fit a phone's width): the table, linked to its
+    # notebook page; its status with the numbers compared; the mean difference per metric.
     lines += ["## Summary", ""]
-    summary_rows = []
-    for _, row in status.iterrows():
-        summary_rows.append([
-            row["paper"], row["table"], row["status"], f"{row['cells_compared']} / {row['cells_paper']}",
-            papers.format_number(row["mean_abs_difference"]) or "—",
-            row["notebooks"] or "no notebook", row["data"] or "—",
-        ])
-    lines += [papers.markdown_table(["Paper", "Table", "Status", "Compared", "Mean abs. difference",
-                                     "Notebook(s)", "Data"], summary_rows,
-                                    ["l", "l", "l", "r", "r", "l", "l"]), ""]
+    for paper, part in status.groupby("paper", sort=False):
+        summary_rows = [[
+            _page_link(row["table"], row["pages"], pages_dir),
+            f"{row['status']}: {row['cells_compared']} of {row['cells_paper']}",
+            format_differences(row["mean_abs_difference"], row["units"]) or "—",
+        ] for _, row in part.iterrows()]
+        lines += [f"### {paper} tables", "",
+                  papers.markdown_table(["Table", "Status: compared", "Mean abs. difference"], summary_rows), ""]
     without = [p for p in papers.paper_names() if papers.load(p).empty]
     if without:
         lines += ["Papers with no typed numbers (their available text gives none): "
@@ -244,9 +286,11 @@ def status_markdown(profile: str) -> str:
                            f"numbers compared) by {', '.join(f'`{n}`' for n in row['notebooks'].split(', '))}.")
             else:
                 summary = f"Status: **not yet** reproduced: no notebook has compared with it ({row['cells_paper']} numbers)."
+            if row["data"]:
+                summary += f" Our numbers: profile `{esc(profile)}`, data: {esc(row['data'])}."
             lines += [summary, ""]
             detail = _table_detail(published, comparisons, paper, table, profile)
-            lines += [papers.format_side_by_side(detail), ""]
+            lines += [papers.format_side_by_side(detail, data_column=False), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

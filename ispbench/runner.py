@@ -53,6 +53,18 @@ PROFILES_DIR = parameters.PROFILES_DIR
 NOTEBOOKS_DIR = REPO_DIR / "notebooks"
 #: Injected into every notebook that declares it, so a notebook knows the profile it runs under.
 PROFILE_PARAMETER = parameters.PROFILE_PARAMETER
+#: The book's configuration; its ``repository`` section is the one place the project's repository
+#: is named (Jupyter Book's repository button, the Colab badges, the notebooks' Colab install cell).
+BOOK_CONFIG = REPO_DIR / "_config.yml"
+#: The "Open in Colab" badge, a local image shipped with the book (no external image to load).
+COLAB_BADGE = "book/_static/colab-badge.svg"
+#: matplotlib's inline backend: every kernel the runner starts draws its figures into the notebook
+#: (as ``image/png`` outputs) whatever ``$MPLBACKEND`` the caller has (``Agg`` draws nothing).
+KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
+#: The kernel environment the runner sets for every notebook, and the variables it removes: a
+#: run's device is its ``device`` parameter, never ``$ISPBENCH_DEVICE`` (see ispbench.notebook).
+KERNEL_ENV = {"MPLBACKEND": KERNEL_MPLBACKEND}
+KERNEL_ENV_REMOVED = ("ISPBENCH_DEVICE",)
 
 
 class RunnerError(Exception):
@@ -278,10 +290,14 @@ def execute_notebook(
     staging = results.new_staging(profile_dir, slot)
     executed = staging / results.EXECUTED_FILE
     failed = link.with_name(f"{link.name}.failed.ipynb")
-    saved_env = {k: os.environ.get(k) for k in ("ISPBENCH_RESULTS", results.STAGING_ENV, results.STAGING_NAME_ENV)}
-    # the kernel inherits this environment: write_results of this notebook writes into staging
+    saved_env = {k: os.environ.get(k) for k in ("ISPBENCH_RESULTS", results.STAGING_ENV, results.STAGING_NAME_ENV,
+                                                *KERNEL_ENV, *KERNEL_ENV_REMOVED)}
+    # the kernel inherits this environment: write_results of this notebook writes into staging,
+    # figures are drawn inline, and the device is the notebook's parameter
     os.environ.update({"ISPBENCH_RESULTS": str(results_root), results.STAGING_ENV: str(staging),
-                       results.STAGING_NAME_ENV: notebook_id})
+                       results.STAGING_NAME_ENV: notebook_id, **KERNEL_ENV})
+    for name in KERNEL_ENV_REMOVED:
+        os.environ.pop(name, None)
     start = time.perf_counter()
     try:
         try:
@@ -316,8 +332,80 @@ def execute_notebook(
                      slot=slot)
 
 
+@dataclass(frozen=True)
+class Repository:
+    """The project's repository as ``_config.yml`` names it (``repository: {url, branch}``).
+
+    Example:
+        >>> repo = Repository("https://github.com/ispbench/ispbench", "main")
+        >>> repo.colab_url("notebooks/ops/gallery.ipynb")
+        'https://colab.research.google.com/github/ispbench/ispbench/blob/main/notebooks/ops/gallery.ipynb'
+    """
+
+    url: str
+    branch: str = "main"
+
+    @property
+    def github_path(self) -> str:
+        """``owner/name`` of a GitHub URL."""
+        prefix = "https://github.com/"
+        if not self.url.startswith(prefix) or len(self.url[len(prefix):].strip("/").split("/")) != 2:
+            raise RunnerError(f"{BOOK_CONFIG.name}: repository.url must be https://github.com/OWNER/NAME "
+                              f"(Colab opens notebooks from GitHub), got {self.url!r}")
+        return self.url[len(prefix):].strip("/").removesuffix(".git")
+
+    def colab_url(self, relative: str) -> str:
+        """The Colab link that opens file ``relative`` (a path in the repository) from GitHub."""
+        return f"https://colab.research.google.com/github/{self.github_path}/blob/{self.branch}/{relative}"
+
+    @property
+    def pip_requirement(self) -> str:
+        """What ``pip install`` takes to install ispbench from the repository."""
+        return f"ispbench @ git+{self.url.rstrip('/')}"
+
+
+def repository(config: Path = BOOK_CONFIG) -> Repository:
+    """Read ``repository.url`` and ``repository.branch`` from the book's ``_config.yml``."""
+    try:
+        section = (yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}).get("repository") or {}
+    except OSError as exc:
+        raise RunnerError(f"cannot read the book configuration {config} ({exc}); it names the repository") from exc
+    url = str(section.get("url") or "").strip()
+    if not url:
+        raise RunnerError(f"{config}: no repository.url (the repository the Colab badges and install cell use)")
+    return Repository(url.rstrip("/"), str(section.get("branch") or "main"))
+
+
+def colab_install_source(repo: Repository | None = None) -> str:
+    """The source of every notebook's first cell (tag ``colab-install``), built from ``_config.yml``.
+
+    On Colab it installs ispbench from the repository and sets ``ISPBENCH_DEVICE=auto``, so that
+    :func:`ispbench.notebook.start_notebook` uses the runtime's GPU when it has one; elsewhere it
+    does nothing. ``tests/test_repository.py`` checks every notebook's cell is this text.
+    """
+    repo = repo or repository()
+    return (
+        "# Install ispbench when running on Google Colab (no-op elsewhere); there, use the GPU if the runtime has one.\n"
+        "import os\n"
+        "\n"
+        "try:\n"
+        "    import google.colab  # noqa: F401\n"
+        "\n"
+        "    IN_COLAB = True\n"
+        "except ImportError:\n"
+        "    IN_COLAB = False\n"
+        "if IN_COLAB:\n"
+        f"    get_ipython().run_line_magic(\"pip\", 'install -q \"{repo.pip_requirement}\"')\n"
+        "    os.environ.setdefault(\"ISPBENCH_DEVICE\", \"auto\")  # start_notebook: cuda when available"
+    )
+
+
 def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
-    """Copy an executed notebook into the book, with a Colab badge for its source notebook."""
+    """Copy an executed notebook into the book, with a Colab badge for its source notebook.
+
+    The badge links to the source notebook in the repository of ``_config.yml`` (:func:`repository`)
+    and shows the book's local image :data:`COLAB_BADGE`.
+    """
     import nbformat
 
     nb = nbformat.read(report.output, as_version=4)
@@ -327,9 +415,9 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
     except ValueError:
         relative = f"notebooks/{report.notebook}.ipynb"
     profile = report.parameters.get(PROFILE_PARAMETER, "?")
+    # The badge image is the book's own file (a path from the book's root), so it shows offline.
     badge = nbformat.v4.new_markdown_cell(
-        f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"(https://colab.research.google.com/github/ispbench/ispbench/blob/main/{relative})\n\n"
+        f"[![Open in Colab](/{COLAB_BADGE})]({repository().colab_url(relative)})\n\n"
         f"*Executed with profile `{profile}` by `ispbench run {report.notebook} --profile {profile}`; "
         f"parameters: `{json.dumps(report.parameters, default=str)}`.*"
     )

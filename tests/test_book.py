@@ -6,16 +6,21 @@ This is the `make book` path end to end, in a temporary copy of the book's sourc
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from ispbench import runner
 
 ROOT = Path(__file__).resolve().parents[1]
+#: A notebook "plots" when a code cell calls matplotlib (``plt.``), a pandas/axes ``.plot(`` or
+#: ``imshow``, or a figure helper (``show_*``, ``plot_*``, ``*_figure``).
+PLOTS = re.compile(r"\bplt\.|\.plot\(|\bimshow\(|\b(?:show|plot)_\w+\(|\w+_figure\(")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,9 @@ def smoke_book(tmp_path_factory):
     book = tmp_path_factory.mktemp("book")
     # Every tracked file, as a fresh clone has them (the book includes the model cards from
     # ispbench/weights/), plus the clutter a checkout collects that the build must ignore.
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    # (untracked files that git does not ignore count: they are what the next commit ships)
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
     for name in tracked.splitlines():
         if (ROOT / name).is_file() and not name.startswith(("book/executed/", "notebooks/")):
             (book / name).parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +40,9 @@ def smoke_book(tmp_path_factory):
     results = book / "results"
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("ISPBENCH_RESULTS", str(results))
+    # a headless backend in the caller's environment (the tests' own): the runner's kernels must
+    # still draw their figures inline
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     reports = runner.run(profile="smoke", publish_dir=book / "book" / "executed", results_root=results)
     yield book, reports
     monkeypatch.undo()
@@ -43,6 +53,25 @@ def test_every_notebook_runs_under_smoke(smoke_book):
     failures = [str(r.error) for r in reports if r.status == "failed"]
     assert not failures, "\n".join(failures)
     assert {r.notebook for r in reports} == set(runner.load_profile("smoke")["notebooks"])
+
+
+def test_notebooks_that_plot_show_their_figures(smoke_book):
+    """An executed notebook whose source plots carries ``image/png`` outputs (MPLBACKEND=Agg draws none)."""
+    book, reports = smoke_book
+    plotting, missing = [], []
+    for report in reports:
+        if report.status == "failed":
+            continue
+        nb = nbformat.read(book / "book" / "executed" / f"{report.notebook}.ipynb", as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        if not any(PLOTS.search(c.source) for c in code):
+            continue
+        plotting.append(report.notebook)
+        images = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
+        if not images:
+            missing.append(report.notebook)
+    assert plotting, "no notebook plots: the pattern PLOTS no longer matches the notebooks' figures"
+    assert not missing, f"notebooks that plot but show no figure (no image/png output): {missing}"
 
 
 def test_book_builds_with_status_page(smoke_book, monkeypatch):
@@ -61,3 +90,12 @@ def test_book_builds_with_status_page(smoke_book, monkeypatch):
     assert (html / "index.html").exists()
     status = (html / "book" / "status.html").read_text()
     assert "Reproduction status" in status
+    # the summary links each table to its notebook page
+    assert 'href="executed/adaptiveisp/table1.html"' in status
+    # every notebook page's Colab badge is the book's own image, linked to the configured repository
+    repo = runner.repository()
+    for notebook_id in (r.notebook for r in reports):
+        page = (html / "book" / "executed" / f"{notebook_id}.html").read_text()
+        assert repo.colab_url(f"notebooks/{notebook_id}.ipynb") in page, notebook_id
+        assert "colab.research.google.com/assets" not in page, notebook_id
+        assert re.search(r'<img[^>]+src="[./]*_images/colab-badge[^"]*\.svg"', page), notebook_id

@@ -26,9 +26,9 @@ LAYERS: dict[str, int] = {
     "training": 4,
     "detection_baselines": 5, "finishing_baselines": 5,
     "methods": 6,
-    "chapters": 7, "notebook": 7,
+    "chapters": 7, "notebook": 7, "quickstart": 7,  # quickstart: one-call helpers over methods and tasks
     # tools around the book: the command line, the notebook runner, the status report, benchmarks
-    "runner": 8, "report": 8, "cli": 8, "__main__": 8,
+    "runner": 8, "report": 8, "cli": 8, "__main__": 8, "book_check": 8,
 }
 #: modules inside a lower package that are tools of the top layer (they drive, not implement)
 TOOL_MODULES = {"ispbench.ops.bench": 8, "ispbench.data.generate": 8, "ispbench.data.prepare": 8}

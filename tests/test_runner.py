@@ -267,7 +267,10 @@ def test_publish_puts_title_and_badge_first_and_hides_install(tiny_project, tmp_
     (report,) = _run(tiny_project, publish_dir=tmp_path / "book")
     published = nbformat.read(tmp_path / "book" / "tiny" / "demo.ipynb", as_version=4)
     assert published.cells[0].source.startswith("# Tiny")
-    assert "colab.research.google.com/github/" in published.cells[1].source
+    badge = published.cells[1].source
+    assert runner.repository().colab_url("notebooks/tiny/demo.ipynb") in badge or "colab.research.google.com/github/" in badge
+    assert f"[![Open in Colab](/{runner.COLAB_BADGE})]" in badge  # the book's own image, no external URL
+    assert "colab.research.google.com/assets" not in badge
     assert "--profile smoke" in published.cells[1].source
     tags = {tag for cell in published.cells for tag in cell.metadata.get("tags", [])}
     assert "remove-cell" in tags and "hide-input" in tags

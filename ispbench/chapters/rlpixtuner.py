@@ -28,6 +28,7 @@ from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.state import resize_to
 from ispbench.methods.rlpixtuner.train import Args, train
 from ispbench.ops.finishing import finish
+from ispbench.paths import cache_dir
 from ispbench.stats import bootstrap_mean, interval_fields, no_interval_fields
 from ispbench.tasks.finishing_metrics import LPIPS, LPIPSUnavailable, psnr, ssim
 from ispbench.training import config
@@ -63,7 +64,7 @@ def rlpixtuner_policy(checkpoint: str = "", *, retrain: bool = False, iterations
     """The policy a notebook evaluates, and where it came from.
 
     ``retrain``: trains one now with the shipped policy's recipe (:data:`SHIPPED_RECIPE`, tiny under
-    the smoke profile) for ``iterations`` environment steps, in ``runs/rlpixtuner_<ablation>_<profile>_<seed>_<hash>``
+    the smoke profile) for ``iterations`` environment steps, in ``<cache>/runs/rlpixtuner_<ablation>_<profile>_<seed>_<hash>`` (:func:`ispbench.paths.cache_dir`)
     (the hash of the settings: a rerun with the same settings resumes exactly from its ``last.pt``, written with the
     replay buffer every 5000 steps, after a crash; other settings get another folder);
     otherwise loads ``checkpoint`` or the shipped checkpoint.
@@ -74,7 +75,8 @@ def rlpixtuner_policy(checkpoint: str = "", *, retrain: bool = False, iterations
                  "total_steps": iterations, "ablation": ablation, "seed": seed, "device": device,
                  "eval_every": 0, "checkpoint_every": 5000, "save_buffer": True, "resume": True, "progress": False}
     args = config.from_overrides(Args, overrides)
-    out_dir = f"runs/rlpixtuner_{ablation}_{profile}_{seed}_{settings_hash(config.flat_dict(args))}"
+    # under the cache ($ISPBENCH_CACHE), as the AdaptiveISP chapter's runs: not relative to the kernel's working directory
+    out_dir = str(cache_dir() / "runs" / f"rlpixtuner_{ablation}_{profile}_{seed}_{settings_hash(config.flat_dict(args))}")
     train(config.from_overrides(Args, {"out_dir": out_dir}, base=args))
     return load_policy(f"{out_dir}/policy.pt"), f"trained here: {iterations} env steps"
 

@@ -356,11 +356,13 @@ def markdown_table(header: list[str], rows: Iterable[Iterable[Any]], align: list
     return "\n".join(lines)
 
 
-def format_side_by_side(df: pd.DataFrame) -> str:
+def format_side_by_side(df: pd.DataFrame, *, data_column: bool = True) -> str:
     """A Markdown table of :func:`side_by_side`'s output for display.
 
     In a notebook: ``IPython.display.Markdown(format_side_by_side(df))``. Empty ``Ours`` cells
-    mean "not computed"; ``OOM`` marks cells where the paper reports out-of-memory.
+    mean "not computed"; ``OOM`` marks cells where the paper reports out-of-memory. With
+    ``data_column=False`` the ``Data`` column (profile and data of our numbers) is left out, for
+    a page that says it once above the table.
     """
     missing = [c for c in SIDE_BY_SIDE_COLUMNS if c not in df.columns]
     if missing:
@@ -384,5 +386,8 @@ def format_side_by_side(df: pd.DataFrame) -> str:
         rows.append([row["dataset"], row["method"], metric, row["setting"], paper_cell, ours_cell,
                      format_number(row["difference"], metric, signed=True),
                      f"{row['profile']}: {row['data']}" if ours_cell else ""])
-    return markdown_table(["Dataset", "Method", "Metric", "Setting", "Paper", "Ours", "Ours − paper", "Data"],
-                          rows, ["l", "l", "l", "l", "r", "r", "r", "l"])
+    header = ["Dataset", "Method", "Metric", "Setting", "Paper", "Ours", "Ours − paper", "Data"]
+    align = ["l", "l", "l", "l", "r", "r", "r", "l"]
+    if not data_column:
+        header, align, rows = header[:-1], align[:-1], [row[:-1] for row in rows]
+    return markdown_table(header, rows, align)

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from ispbench.data.detection_sets import load_detection_split
+from ispbench.data.prepared import DatasetMissingError
 from ispbench.data.synthetic_detection import CLASS_NAMES
 from ispbench.tasks.detector import FrozenDetector
 
@@ -74,8 +75,15 @@ def train_dataset(settings: DetectionSettings, split: str = "train", n_images: i
     items (default ``n_train``; 0 = all).
     """
     n = settings.n_train if n_images is None else n_images
-    return load_detection_split(settings.data_root, settings.dataset or "embedded", split, n, settings.imgsz,
-                                light=settings.light)
+    dataset = load_detection_split(settings.data_root, settings.dataset or "embedded", split, n, settings.imgsz,
+                                   light=settings.light)
+    if len(dataset) == 0:  # e.g. LOD prepared with --limit and no split files: its fallback puts every id in val
+        raise DatasetMissingError(
+            f"the {split!r} split of dataset {settings.dataset or 'embedded'!r} under data_root {settings.data_root!r} "
+            "is empty: nothing to train on. See the prepared manifest.json's split_sizes; for LOD pass the "
+            "authors' split files (`ispbench data prepare lod --root DIR --splits SPLITS_DIR`)."
+        )
+    return dataset
 
 
 def load_sample(dataset, index: int, imgsz: int) -> tuple[torch.Tensor, torch.Tensor]:

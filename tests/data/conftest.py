@@ -85,16 +85,19 @@ def voc_xml(path: Path, width: int, height: int, objects) -> Path:
     return path
 
 
-@pytest.fixture
-def lod_root(tmp_path) -> Path:
-    """LOD layout with dark ids 2, 4, 6 (normal ids 1, 3, 5 are not needed)."""
-    root = tmp_path / "LOD"
+def build_lod(root: Path) -> Path:
+    """LOD layout with dark ids 2, 4, 6 (normal ids 1, 3, 5 are not needed) in ``root``."""
     for k, n in enumerate((2, 4, 6)):
         write_dng(root / "RAW_dark" / f"{n}.CR2", bayer_fixture(n), iso=6400, exposure_time=1 / 50)
         # annotations sized as the full-resolution camera image (10x the fixture), same aspect ratio
         voc_xml(root / "RAW-dark-Annotations" / f"{n}.xml", W * 10, H * 10,
                 [("person", 48, 32, 144, 224), ("diningtable", 0, 0, 480, 320)][: k + 1])
     return root
+
+
+@pytest.fixture
+def lod_root(tmp_path) -> Path:
+    return build_lod(tmp_path / "LOD")
 
 
 def labelme_json(path: Path, image_name: str, width: int, height: int, shapes) -> Path:
@@ -115,9 +118,8 @@ def labelme_json(path: Path, image_name: str, width: int, height: int, shapes) -
     return path
 
 
-@pytest.fixture
-def oneplus_root(tmp_path) -> Path:
-    root = tmp_path / "OnePlus"
+def build_oneplus(root: Path) -> Path:
+    """OnePlus layout (two 10-bit RGGB PNGs with labelme JSON) in ``root``."""
     for n in (1, 2):
         img = bayer_fixture(n, top=1023)
         (root / "data").mkdir(parents=True, exist_ok=True)
@@ -128,8 +130,12 @@ def oneplus_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def coco_root(tmp_path) -> Path:
-    root = tmp_path / "coco"
+def oneplus_root(tmp_path) -> Path:
+    return build_oneplus(tmp_path / "OnePlus")
+
+
+def build_coco(root: Path) -> Path:
+    """COCO val2017 layout (two JPEGs, instances JSON) in ``root``."""
     (root / "val2017").mkdir(parents=True)
     rng = np.random.default_rng(0)
     images = []
@@ -151,10 +157,14 @@ def coco_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def fivek_root(tmp_path) -> Path:
+def coco_root(tmp_path) -> Path:
+    return build_coco(tmp_path / "coco")
+
+
+def build_fivek(root: Path) -> Path:
+    """FiveK layout (ids 1, 4501, 4502: DNG + Expert C TIFF) in ``root``."""
     import tifffile
 
-    root = tmp_path / "fivek_dataset"
     rng = np.random.default_rng(1)
     for n, folder in ((1, "HQa1to700"), (4501, "HQa4201to5000"), (4502, "HQa4201to5000")):
         stem = f"a{n:04d}-fixture_DSC{n}"
@@ -165,11 +175,20 @@ def fivek_root(tmp_path) -> Path:
 
 
 @pytest.fixture
-def hdrplus_root(tmp_path) -> Path:
-    root = tmp_path / "hdrplus"
+def fivek_root(tmp_path) -> Path:
+    return build_fivek(tmp_path / "fivek_dataset")
+
+
+def build_hdrplus(root: Path) -> Path:
+    """HDR+ layout (two scenes: merged.dng + final.jpg) in ``root``."""
     rng = np.random.default_rng(2)
     for k, scene in enumerate(("0006_20160721_163256_525", "0007_20160722_100111_111")):
         d = root / "results_20171023" / scene
         write_dng(d / "merged.dng", bayer_fixture(10 + k))
         cv2.imwrite(str(d / "final.jpg"), rng.integers(0, 255, (H * 2, W * 2, 3)).astype(np.uint8))
     return root
+
+
+@pytest.fixture
+def hdrplus_root(tmp_path) -> Path:
+    return build_hdrplus(tmp_path / "hdrplus")

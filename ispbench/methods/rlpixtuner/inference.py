@@ -51,7 +51,30 @@ class Policy(torch.nn.Module):
 
 
 class Trajectory(NamedTuple):
-    """Result of :func:`tune` for a batch of ``B`` images over ``T`` steps."""
+    """Result of :func:`tune` for a batch of ``B`` images of size ``H x W`` over ``T`` steps (queries).
+
+    Step 0 is the input image under neutral (zero) sliders, ``I_0``; step ``t`` is the pipeline's
+    output for the ``t``-th parameter vector the policy chose, ``I_t``. PSNRs are in dB, to the goal.
+
+    Attributes:
+        actions: ``(T, B, 9)`` the 9 slider values queried at each step, in the pipeline's units
+            (:mod:`ispbench.methods.rlpixtuner.env`).
+        psnrs: ``(T + 1, B)`` PSNR of ``I_0 ... I_T`` to the goal (dB).
+        images: ``T + 1`` tensors ``(B, 3, H, W)`` (``I_0 ... I_T``) when ``tune(..., keep_images=True)``,
+            else ``None``.
+        queries: ``(B,)`` long, pipeline queries used per image (``T``).
+        final: ``(B, 3, H, W)`` the last image ``I_T``, in [0, 1].
+        best: ``(B, 3, H, W)`` the image of highest PSNR among ``I_1 ... I_T`` (picking it peeks at the goal).
+        best_actions: ``(B, 9)`` the sliders that produced ``best``.
+        best_step: ``(B,)`` long, the 1-based step of ``best``.
+        final_psnr: property, ``(B,)`` PSNR of ``final`` (``psnrs[-1]``).
+        best_psnr: property, ``(B,)`` PSNR of ``best`` (max of ``psnrs[1:]``).
+
+    Example:
+        >>> traj = tune(policy, image, goal, steps=10)         # doctest: +SKIP
+        >>> traj.actions.shape, traj.best.shape, traj.best_psnr.shape
+        (torch.Size([10, 1, 9]), torch.Size([1, 3, 128, 128]), torch.Size([1]))
+    """
 
     actions: torch.Tensor  # (T, B, 9): the parameters queried at each step
     psnrs: torch.Tensor  # (T + 1, B): PSNR to the goal of I_0 ... I_T
