@@ -9,7 +9,8 @@ headless Chromium (the Debian ``chromium`` and ``chromium-driver`` packages, dri
 * ``broken-link``: an internal ``<a href>`` whose file is missing, or whose ``#fragment`` is no id there;
 * ``broken-image``: an ``<img>`` whose file is missing or that the browser could not decode;
 * ``wide``: a table, figure or image wider than the main content column (its ``scrollWidth`` or box
-  width against the column's content width: the reader would have to scroll sideways);
+  width against the column's content width: the reader would have to scroll sideways); content of a
+  closed ``<details>`` (the folded long-format tables) is not on the page and is not measured;
 * ``no-results-table``: a notebook result page (under ``book/executed/``) without any ``<table>``;
 * ``js-error``: a JavaScript error in the console (uncaught exceptions, ``console.error``) other than
   failed loads of external (non-local) resources: the check runs offline and blocks every other host.
@@ -77,6 +78,7 @@ const describe = (el) => {
 };
 const wide = [];
 for (const el of col.querySelectorAll('table, figure, img')) {
+  if (el.closest('details:not([open])')) continue;  // folded: not on the page until the reader opens it
   const w = Math.max(el.scrollWidth, el.getBoundingClientRect().width);
   if (w > colWidth + 2) wide.push([describe(el), Math.round(w), Math.round(colWidth)]);
 }

@@ -400,6 +400,11 @@ def colab_install_source(repo: Repository | None = None) -> str:
     )
 
 
+#: Tag of the notebook cells that show the results in the paper's layout: :func:`publish` puts them
+#: first on the page, after the title and its introduction, with their code folded.
+PAPER_TABLE_TAG = "paper-table"
+
+
 def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
     """Copy an executed notebook into the book, with a Colab badge for its source notebook.
 
@@ -422,17 +427,26 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
         f"parameters: `{json.dumps(report.parameters, default=str)}`.*"
     )
     badge.metadata["tags"] = ["ispbench-badge"]
-    # The page reads: title, badge and provenance, then the notebook. The Colab install cell
-    # is left out of the page (the badge's notebook keeps it); parameter cells are folded.
+    # The page reads: title, badge and provenance, the introduction, the results in the paper's
+    # layout (cells tagged PAPER_TABLE_TAG, their code folded: ispbench.chapters.render), then the
+    # notebook. The Colab install cell is left out of the page (the badge's notebook keeps it);
+    # parameter cells are folded. Only the order on the page changes: the outputs are as executed.
     title = next((c for c in nb.cells if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), None)
-    cells = [c for c in nb.cells if c is not title]
-    for cell in cells:
+    intro = []
+    if title is not None:
+        for cell in nb.cells[nb.cells.index(title) + 1:]:
+            if cell.cell_type != "markdown":
+                break
+            intro.append(cell)
+    results_cells = [c for c in nb.cells if PAPER_TABLE_TAG in c.metadata.get("tags", [])]
+    cells = [c for c in nb.cells if c is not title and not any(c is x for x in intro + results_cells)]
+    for cell in cells + results_cells:
         tags = cell.metadata.setdefault("tags", [])
         if "colab-install" in tags:
             tags.append("remove-cell")
-        elif {"parameters", "injected-parameters"} & set(tags):
-            tags.append("hide-input")
-    nb.cells = ([title] if title is not None else []) + [badge] + cells
+        elif cell.cell_type == "code" and not {"hide-input", "remove-input", "hide-cell"} & set(tags):
+            tags.append("hide-input")  # every code cell folded: the page shows results first, code on one click
+    nb.cells = ([title] if title is not None else []) + [badge] + intro + results_cells + cells
     target = Path(publish_dir) / f"{report.notebook}.ipynb"
     with atomic.atomic_open(target, "w", encoding="utf-8") as handle:
         nbformat.write(nb, handle)

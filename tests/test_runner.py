@@ -274,3 +274,21 @@ def test_publish_puts_title_and_badge_first_and_hides_install(tiny_project, tmp_
     assert "--profile smoke" in published.cells[1].source
     tags = {tag for cell in published.cells for tag in cell.metadata.get("tags", [])}
     assert "remove-cell" in tags and "hide-input" in tags
+
+
+def test_publish_puts_the_paper_table_first_with_its_code_folded(tiny_project, tmp_path):
+    nb_path = tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    intro = nbformat.v4.new_markdown_cell("What this page shows.")
+    table = nbformat.v4.new_code_cell("print('paper table')")
+    table.metadata["tags"] = [runner.PAPER_TABLE_TAG]
+    nb.cells = [nb.cells[1], nb.cells[0], intro, nb.cells[2], table]  # parameters, title, intro, code, table
+    nbformat.write(nb, nb_path)
+    _run(tiny_project, publish_dir=tmp_path / "book")
+    published = nbformat.read(tmp_path / "book" / "tiny" / "demo.ipynb", as_version=4)
+    sources = [c.source for c in published.cells]
+    assert sources[0] == "# Tiny" and "Open in Colab" in sources[1] and sources[2] == "What this page shows."
+    assert sources[3] == "print('paper table')"
+    assert "paper table" in published.cells[3].outputs[0]["text"]  # executed where it stood, shown first
+    assert "hide-input" in published.cells[3].metadata["tags"]
+    assert sources.index(nb.cells[3].source) > 3  # the computing code follows the results
