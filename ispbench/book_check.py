@@ -296,15 +296,64 @@ def _check_page(driver, root: Path, base: str, page: str, missing: list, result_
     return out
 
 
+def screenshot(root: str | os.PathLike, pages: list[str], out_dir: str | os.PathLike, *, width: int = 1280,
+               max_height: int = 6000, chromium: str = CHROMIUM, chromedriver: str = CHROMEDRIVER) -> list[Path]:
+    """Full-page PNG screenshots of ``pages`` (paths under ``root``) as a reader's browser shows them.
+
+    Returns:
+        The PNG paths, ``<out_dir>/<page with / as _>.png``.
+    """
+    root = Path(root).resolve()
+    missing_pages = [p for p in pages if not (root / p).is_file()]
+    if missing_pages:
+        raise FileNotFoundError(f"not in {root}: {', '.join(missing_pages)} (build the book first)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    server, _ = _serve(root)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    profile = tempfile.mkdtemp(prefix="ispbench-chromium-")
+    written: list[Path] = []
+    driver = None
+    try:
+        driver = _driver(chromium, chromedriver, profile, width, 900)
+        for page in pages:
+            driver.get(f"{base}/{page}")
+            height = int(driver.execute_script("return document.body.scrollHeight"))
+            driver.set_window_size(width, min(max(height, 900), max_height))
+            target = out_dir / (page.replace("/", "_").removesuffix(".html") + ".png")
+            driver.save_screenshot(str(target))
+            written.append(target)
+            driver.set_window_size(width, 900)
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.shutdown()
+        server.server_close()
+        shutil.rmtree(profile, ignore_errors=True)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ispbench.book_check``: check the built book; exit 1 on any problem not in the allow-list."""
+    """``python -m ispbench.book_check``: check the built book; exit 1 on any problem not in the allow-list.
+
+    ``--screenshot DIR PAGE ...`` instead writes full-page screenshots of those pages into ``DIR``.
+    """
     ap = argparse.ArgumentParser(prog="python -m ispbench.book_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--html", default="_build/html", help="the built book (default _build/html)")
     ap.add_argument("--allow", default="", help="allow-list file of known failures: PAGE | KIND | REASON lines")
     ap.add_argument("--width", type=int, default=1280, help="browser window width in px (default 1280)")
     ap.add_argument("--chromium", default=CHROMIUM)
     ap.add_argument("--chromedriver", default=CHROMEDRIVER)
+    ap.add_argument("--screenshot", nargs="+", metavar=("DIR", "PAGE"), default=None,
+                    help="write full-page PNGs of these pages (paths under --html) into DIR instead of checking")
     args = ap.parse_args(argv)
+    if args.screenshot:
+        if len(args.screenshot) < 2:
+            ap.error("--screenshot needs a folder and at least one page, e.g. --screenshot shots book/status.html")
+        for path in screenshot(args.html, args.screenshot[1:], args.screenshot[0], width=args.width,
+                               chromium=args.chromium, chromedriver=args.chromedriver):
+            print(path)
+        return 0
     allowed = load_allow_list(args.allow) if args.allow else []
     problems = check_site(args.html, width=args.width, chromium=args.chromium, chromedriver=args.chromedriver)
     known = [p for p in problems if any(a.matches(p) for a in allowed)]

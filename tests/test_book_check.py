@@ -86,3 +86,13 @@ def test_allow_list_refuses_bad_lines(tmp_path):
     (entry,) = book_check.load_allow_list(f)
     assert entry.matches(book_check.Problem("a.html", "js-error", "x THEBE_JS_URL y"))
     assert not entry.matches(book_check.Problem("a.html", "js-error", "TypeError: x is undefined"))
+
+
+@needs_chromium
+def test_screenshot_writes_a_png_per_page(tmp_path):
+    _site(tmp_path / "site")
+    paths = book_check.screenshot(tmp_path / "site", ["index.html", "wide.html"], tmp_path / "shots")
+    assert [p.name for p in paths] == ["index.png", "wide.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    with pytest.raises(FileNotFoundError, match="nope.html"):
+        book_check.screenshot(tmp_path / "site", ["nope.html"], tmp_path / "shots")
