@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import functools
 import http.server
@@ -225,26 +226,33 @@ def check_site(root: str | os.PathLike, *, width: int = 1280, height: int = 900,
         raise FileNotFoundError(f"headless check needs {chromium}, {chromedriver} and selenium: "
                                 "apt-get install -y chromium chromium-driver; pip install selenium")
     pages = _pages(root) if pages is None else pages
-    server, missing = _serve(root)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    profile = tempfile.mkdtemp(prefix="ispbench-chromium-")
     problems: list[Problem] = []
-    driver = None
-    try:
-        driver = _driver(chromium, chromedriver, profile, width, height)
+    with _browser(root, chromium, chromedriver, width, height) as (driver, base, missing):
         driver.set_page_load_timeout(60)
         for i, page in enumerate(pages, 1):
             t0 = time.perf_counter()
             found = _check_page(driver, root, base, page, missing, result_pages)
             problems += found
             log(f"[{i}/{len(pages)}] {page}: {len(found)} problem(s) ({time.perf_counter() - t0:.1f} s)")
+    return problems
+
+
+@contextlib.contextmanager
+def _browser(root: Path, chromium: str, chromedriver: str, width: int, height: int):
+    """Serve ``root`` on localhost and drive a fresh headless Chromium profile: ``(driver, base URL, 404 list)``;
+    everything is stopped and removed on exit."""
+    server, missing = _serve(root)
+    profile = tempfile.mkdtemp(prefix="ispbench-chromium-")
+    driver = None
+    try:
+        driver = _driver(chromium, chromedriver, profile, width, height)
+        yield driver, f"http://127.0.0.1:{server.server_address[1]}", missing
     finally:
         if driver is not None:
             driver.quit()
         server.shutdown()
         server.server_close()
         shutil.rmtree(profile, ignore_errors=True)
-    return problems
 
 
 def _check_page(driver, root: Path, base: str, page: str, missing: list, result_pages: tuple[str, ...]) -> list[Problem]:
@@ -309,13 +317,8 @@ def screenshot(root: str | os.PathLike, pages: list[str], out_dir: str | os.Path
         raise FileNotFoundError(f"not in {root}: {', '.join(missing_pages)} (build the book first)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    server, _ = _serve(root)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    profile = tempfile.mkdtemp(prefix="ispbench-chromium-")
     written: list[Path] = []
-    driver = None
-    try:
-        driver = _driver(chromium, chromedriver, profile, width, 900)
+    with _browser(root, chromium, chromedriver, width, 900) as (driver, base, _):
         for page in pages:
             driver.get(f"{base}/{page}")
             height = int(driver.execute_script("return document.body.scrollHeight"))
@@ -324,12 +327,6 @@ def screenshot(root: str | os.PathLike, pages: list[str], out_dir: str | os.Path
             driver.save_screenshot(str(target))
             written.append(target)
             driver.set_window_size(width, 900)
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.shutdown()
-        server.server_close()
-        shutil.rmtree(profile, ignore_errors=True)
     return written
 
 

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import torch
 
-from ispbench.data import get_dataset
+from ispbench.data import get_dataset, synthetic_detection
 from ispbench.data.prepared import DatasetMissingError, prepare_command
-from ispbench.data.synthetic_detection import load_split
 
 
 def embedded_split(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0):
     """The embedded split, optionally only its first ``n_images`` items."""
-    ds = load_split(split, light, root=data_root or None)
+    ds = synthetic_detection.load_split(split, light, root=data_root or None)
     if n_images and n_images < len(ds):
         ds = torch.utils.data.Subset(ds, list(range(n_images)))
     return ds

@@ -10,28 +10,6 @@ from ispbench.training.checkpoint import SettingsChangedError
 from ispbench.training.config import from_overrides
 
 
-class _Tiny(torch.utils.data.Dataset):
-    def __init__(self, n=6):
-        g = torch.Generator().manual_seed(0)
-        self.items = [{"image": torch.rand(3, 64, 64, generator=g) * 0.1, "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]]),
-                       "labels": torch.tensor([i % 5]), "meta": {"iso": 800}} for i in range(n)]
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    from ispbench.data import synthetic_detection
-
-    data = _Tiny()
-    monkeypatch.setattr(synthetic_detection, "load_split", lambda split, light, root=None: data)
-    return data
-
-
 def _args(out, **kw) -> Args:
     base = dict(detector_yaml="yolov8n.yaml", detector_nc=5, imgsz=64, batch_size=2, iterations=4, log_every=2,
                 pipeline="exposure,gamma", lr=0.05, out_dir=str(out), progress_bar=False, seed=1)
