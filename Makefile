@@ -52,6 +52,7 @@ check-book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m ispbench bench ops --profile $(PROFILE)
+	$(PY) -m ispbench bench tune
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -i '^ispbench' > requirements.lock.new

@@ -1,7 +1,7 @@
 """Quick start: one call per task with the shipped models, for your own photos and raw files.
 
 * :func:`load_image` / :func:`save_image`: an sRGB file <-> a ``(3, H, W)`` float tensor in [0, 1].
-* :func:`tune_photo`: RLPixTuner (the shipped policy ``ispbench/weights/rlpixtuner_embedded.pt``)
+* :func:`tune_photo`: RLPixTuner (the shipped policy ``ispbench/weights/rlpixtuner_embedded_seed0.pt``)
   tunes the 9 sliders of the finishing pipeline so that a photo matches a goal look.
 * :func:`process_raw`: AdaptiveISP (the shipped policy ``ispbench/weights/adaptiveisp_embedded.pt``)
   picks an ISP pipeline for a raw file (DNG, CR2, NEF, ...) or a linear RGB image, and the
@@ -193,7 +193,7 @@ def tune_photo(image: torch.Tensor | str | os.PathLike, goal: torch.Tensor | str
         goal: the look to reach, the same size as ``image`` (path or tensor).
         steps: pipeline queries (at most the policy's ``max_steps``, 10 for the shipped one).
         checkpoint: a policy file (``policy.pt`` of ``ispbench train rlpixtuner``); ``""``: the shipped
-            ``ispbench/weights/rlpixtuner_embedded.pt``.
+            ``ispbench/weights/rlpixtuner_embedded_seed0.pt`` (seed 0 of the shipped policies).
         keep_images: also return every intermediate image (``Trajectory.images``).
 
     Returns:

@@ -196,7 +196,7 @@ def test_corrupt_result_file_is_named_with_how_to_regenerate(results, tmp_path, 
 def test_only_results_with_the_profiles_parameters_count(results, capsys):
     from ispbench.results import read_results
 
-    own = write_results("rlpixtuner/table1", profile="embedded", parameters={"profile": "embedded", "n_images": 16},
+    own = write_results("rlpixtuner/table1", profile="embedded", parameters={"profile": "embedded", "n_images": 24},
                         data="own", tables={"comparison": partial_rlpixtuner_table1()})
     ad_hoc = write_results("rlpixtuner/table1", profile="embedded", parameters={"profile": "embedded", "n_images": 3},
                            data="ad hoc", tables={"comparison": partial_rlpixtuner_table1()})

@@ -36,7 +36,8 @@ from IPython.display import display
 
 from ispbench import papers
 
-__all__ = ["COLUMN_KEYS", "FoldedTable", "PaperTable", "folded", "paper_figure", "paper_table", "show_results"]
+__all__ = ["COLUMN_KEYS", "FoldedTable", "PaperTable", "curve_figure", "folded", "paper_figure", "paper_table",
+           "show_results"]
 
 #: Setting keys that become column groups rather than rows (``module=CCM``, ``resolution=4K``).
 COLUMN_KEYS = ("module", "resolution")
@@ -337,6 +338,54 @@ def paper_figure(comparison: pd.DataFrame, *, metrics: Sequence[str] | None = No
     handles, names = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def curve_figure(summary: pd.DataFrame, *, x: str, y: str = "mean", group: Sequence[str] = ("method",),
+                 panels: str | None = None, log_x: bool = False, xlabel: str = "", ylabel: str = "",
+                 title: str = "", reference: dict[str, float] | None = None):
+    """Lines of ``y`` against ``x`` with their 95% interval bands, one line per ``group`` value.
+
+    Args:
+        summary: rows with columns ``x``, ``y`` and the ``group`` columns; ``ci_low``/``ci_high``
+            (drawn as bands where finite).
+        panels: a column whose values get one panel each (e.g. the target set).
+        reference: horizontal dashed lines ``{label: value}`` (e.g. the paper's number).
+
+    Returns:
+        ``matplotlib.figure.Figure`` (at most :data:`MAX_FIGURE_WIDTH` inches wide).
+    """
+    missing = [c for c in (x, y, *group, *([panels] if panels else [])) if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary: missing column(s) {missing}; has {list(summary.columns)}")
+    keys = list(dict.fromkeys(summary[panels])) if panels else [None]
+    fig, axes = plt.subplots(1, len(keys), figsize=(MAX_FIGURE_WIDTH, 3.0), squeeze=False, sharey=True)
+    for ax, key in zip(axes.flat, keys, strict=True):
+        sub = summary if key is None else summary[summary[panels] == key]
+        for label, line in sub.groupby(list(group), sort=False):
+            line = line.sort_values(x)
+            name = " ".join(str(v) for v in (label if isinstance(label, tuple) else (label,)))
+            (drawn,) = ax.plot(line[x], line[y], marker="o", markersize=2.5, linewidth=1.2, label=name)
+            if {"ci_low", "ci_high"} <= set(line.columns) and np.isfinite(line["ci_low"].astype(float)).any():
+                ax.fill_between(line[x], line["ci_low"].astype(float), line["ci_high"].astype(float),
+                                color=drawn.get_color(), alpha=0.15, linewidth=0)
+        for ref_label, value in (reference or {}).items():
+            ax.axhline(value, color="#888888", linestyle="--", linewidth=0.8)
+            ax.annotate(ref_label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=6, color="#555555",
+                        va="bottom")
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel or x, fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3, linewidth=0.5)
+        if key is not None:
+            ax.set_title(str(key), fontsize=8)
+    axes.flat[0].set_ylabel(ylabel or y, fontsize=7)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, max(len(names), 1)), fontsize=6, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12 + 0.05 * (len(names) > 4), 1, 1))
     return fig
 
 

@@ -2,27 +2,38 @@
 
 RLPixTuner trains and evaluates on MIT-Adobe FiveK (4,500 / 500 images) and tests cross-dataset
 generalisation on HDR+. Neither can ship with this project, so the ``embedded`` profile uses a
-handful of real photographs that already sit in the site-packages of our dependencies. Sources
-and licences: ``data_cards/embedded_photos.md``.
+handful of real photographs that already sit in the site-packages of our dependencies
+(scikit-image, scikit-learn, matplotlib, ultralytics). Sources and licences:
+``data_cards/embedded_photos.md``.
 
-Three disjoint splits, split **by image** (no photo appears in two splits):
+Three disjoint splits, split **by image** (no photo appears in two splits, :data:`SPLITS`):
 
-* ``train``: scikit-image ``astronaut``, ``rocket``, ``motorcycle_left``, ``immunohistochemistry``,
-  ``hubble_deep_field``, ``retina``. Training pairs are random crops, flips and resizes.
-* ``heldout``: scikit-image ``chelsea`` and ``coffee``: never used for training or for proxy
-  fitting; stands in for the FiveK validation images.
-* ``heldout2``: the "second held-out source" standing in for HDR+: photos from *other packages*
-  (matplotlib's ``grace_hopper.jpg``; ultralytics' ``bus.jpg`` and ``zidane.jpg``), with
-  "expert-like" targets made by a fixed classical enhancement that is **not** the finishing
-  pipeline (so, as with HDR+'s expert targets, the goal may be unreachable exactly).
+* ``train``: ``astronaut``, ``rocket``, the Middlebury stereo pair ``motorcycle_left`` and
+  ``motorcycle_right`` (kept together, so no near-duplicate view leaks into another split),
+  scikit-learn's ``china`` and ultralytics' ``zidane``. Training pairs are random crops, flips and
+  resizes. scikit-image's microscopy and astronomy images are not used: they are not photographs
+  a camera pipeline finishes.
+* ``val``: scikit-learn's ``flower`` and ultralytics' ``bus``: checkpoint selection during training
+  (stands in for FiveK's validation images); never in a table.
+* ``test``: scikit-image ``chelsea`` and ``coffee``, matplotlib's ``grace_hopper``: the tables
+  (Random-Target, the expert-like HDR+ stand-in and the projected-expert set); never used for
+  training, checkpoint selection or proxy fitting.
 
-Random-Target (the paper's Table 1 right half): the goal is ``finish(input, a_goal)`` with seeded
-uniform random slider values ``a_goal ~ U(-goal_scale, goal_scale)^9``.
+Targets:
+
+* Random-Target (the paper's Table 1 right half, :func:`random_target_eval_set`): the goal is
+  ``finish(input, a_goal)`` with seeded uniform random slider values ``a_goal ~ U(-goal_scale, goal_scale)^9``.
+* Expert-like (:func:`expert_target_eval_set`, the HDR+ stand-in): a fixed classical enhancement that
+  is **not** the finishing pipeline, so the goal may be unreachable exactly, as with HDR+'s experts.
+* Out-of-family retouches (:func:`retouch_outside_family`): per-channel tone curves, a hue rotation
+  and a large-radius local-contrast boost, none of which the nine sliders can express;
+  ``ispbench.finishing_baselines.projection`` projects them onto the pipeline (the paper's Expert-C
+  projection): a reachable target set meant to be harder than Random-Target (measured there).
 
 Example:
     >>> from ispbench.data import photos
-    >>> photos.photo_names("heldout")
-    ['chelsea', 'coffee']
+    >>> photos.photo_names("test")
+    ['chelsea', 'coffee', 'grace_hopper']
     >>> img = photos.load_photo("chelsea")            # (300, 451, 3) float32 in [0, 1]
     >>> ds = photos.PhotoCrops("train", size=64, seed=0)
     >>> x, goal, a = ds[0]                            # (3, 64, 64), (3, 64, 64), (9,)
@@ -46,27 +57,30 @@ _SOURCES: dict[str, tuple[str, str, str]] = {
     "astronaut": ("scikit-image", "skimage.data.astronaut", "NASA, public domain"),
     "rocket": ("scikit-image", "skimage.data.rocket", "SpaceX, public domain"),
     "motorcycle_left": ("scikit-image", "skimage.data.stereo_motorcycle[0]", "Middlebury 2014 stereo, (c) Scharstein et al., research use"),
-    "immunohistochemistry": ("scikit-image", "skimage.data.immunohistochemistry", "CMMI, no known copyright restrictions"),
-    "hubble_deep_field": ("scikit-image", "skimage.data.hubble_deep_field", "NASA, public domain"),
-    "retina": ("scikit-image", "skimage.data.retina", "M. Haggstrom, CC0"),
+    "motorcycle_right": ("scikit-image", "skimage.data.stereo_motorcycle[1]", "Middlebury 2014 stereo, (c) Scharstein et al., research use"),
     "chelsea": ("scikit-image", "skimage.data.chelsea", "S. van der Walt, CC0"),
     "coffee": ("scikit-image", "skimage.data.coffee", "R. Michetti, CC0"),
+    "china": ("scikit-learn", "sklearn.datasets.load_sample_image('china.jpg')", "CC BY 2.0, Flickr user danielbuechele (via scikit-learn)"),
+    "flower": ("scikit-learn", "sklearn.datasets.load_sample_image('flower.jpg')", "CC BY 2.0, Flickr user vultilion (via scikit-learn)"),
     "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "US Navy photograph, public domain"),
     "bus": ("ultralytics", "assets/bus.jpg", "shipped with ultralytics (AGPL-3.0 package)"),
     "zidane": ("ultralytics", "assets/zidane.jpg", "shipped with ultralytics (AGPL-3.0 package)"),
 }
 
+#: Disjoint photo splits (no photo in two splits; the stereo pair stays together in ``train``).
+#: Microscopy and astronomy images of scikit-image are left out: they are not photographs a
+#: camera pipeline finishes.
 SPLITS: dict[str, tuple[str, ...]] = {
-    "train": ("astronaut", "rocket", "motorcycle_left", "immunohistochemistry", "hubble_deep_field", "retina"),
-    "heldout": ("chelsea", "coffee"),
-    "heldout2": ("grace_hopper", "bus", "zidane"),
+    "train": ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "china", "zidane"),
+    "val": ("flower", "bus"),
+    "test": ("chelsea", "coffee", "grace_hopper"),
 }
 
 N_PARAMS = 9
 
 
 def photo_names(split: str | None = None) -> list[str]:
-    """Names of the embedded photos, of one split (``train``/``heldout``/``heldout2``) or all."""
+    """Names of the embedded photos, of one split (``train``/``val``/``test``) or all (in split order)."""
     if split is None:
         return [n for s in SPLITS.values() for n in s]
     if split not in SPLITS:
@@ -99,11 +113,15 @@ def _load_uint8(name: str) -> np.ndarray:
     if package == "scikit-image":
         import skimage.data
 
-        if name == "motorcycle_left":
-            img = skimage.data.stereo_motorcycle()[0]
+        if name.startswith("motorcycle_"):
+            img = skimage.data.stereo_motorcycle()[0 if name == "motorcycle_left" else 1]
         else:
             img = getattr(skimage.data, where.split(".")[-1])()
         return np.ascontiguousarray(img[..., :3])
+    if package == "scikit-learn":
+        from sklearn.datasets import load_sample_image
+
+        return np.ascontiguousarray(load_sample_image(f"{name}.jpg")[..., :3])
     if package == "matplotlib":
         import matplotlib
 
@@ -117,7 +135,7 @@ def _load_uint8(name: str) -> np.ndarray:
             spec = None
         if spec is None or spec.origin is None:
             raise FileNotFoundError(
-                f"photo {name!r} of the heldout2 split ships with the `ultralytics` package, which is not "
+                f"photo {name!r} ships with the `ultralytics` package, which is not "
                 "installed: `pip install ultralytics` (a dependency of ispbench's detection tasks)"
             )
         return _read_rgb(Path(spec.origin).parent / where)
@@ -185,7 +203,7 @@ class PhotoCrops(torch.utils.data.Dataset):
     so that its stream can be checkpointed).
 
     Args:
-        split: ``train``, ``heldout`` or ``heldout2``.
+        split: ``train`` (training), ``val`` (checkpoint selection) or ``test`` (the tables).
         size: side of the square crops.
         seed: base seed of the per-item random streams.
         length: nominal ``len()`` (items are generated on the fly).
@@ -259,21 +277,53 @@ class EvalSet:
         return int(self.inputs.shape[0])
 
 
-def random_target_eval_set(split: str = "heldout", n: int = 32, size: int = 128, seed: int = 1234, *,
+def eval_crops(split: str, n: int, size: int, rng: np.random.Generator) -> tuple[list[np.ndarray], list[str]]:
+    """The crops every fixed evaluation set is built from: ``n`` seeded crops of the ``split`` photos.
+
+    Photos are used round-robin (item ``i`` comes from photo ``i mod len(split)``); each crop is a
+    :func:`random_crop` with scale in [0.5, 1] and a random horizontal flip, drawn from ``rng`` in
+    item order.
+
+    Args:
+        split: ``train``, ``val`` or ``test``.
+        n: number of crops (>= 1).
+        size: side of the square crops in pixels (>= 8).
+        rng: the generator the crops are drawn from (advanced by the call).
+
+    Returns:
+        ``(crops, names)``: ``n`` float32 arrays ``(size, size, 3)`` in [0, 1] (up to float rounding
+        of the area resize, about 1e-7) and the photo name of each.
+
+    Example:
+        >>> crops, names = eval_crops("test", 4, 32, np.random.default_rng(0))
+        >>> names
+        ['chelsea', 'coffee', 'grace_hopper', 'chelsea']
+    """
+    if int(n) < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if int(size) < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    names = photo_names(split)
+    images = [load_photo(name) for name in names]
+    crops, used = [], []
+    for i in range(int(n)):
+        k = i % len(names)
+        crops.append(random_crop(images[k], int(size), rng, min_scale=0.5))
+        used.append(names[k])
+    return crops, used
+
+
+def random_target_eval_set(split: str = "test", n: int = 32, size: int = 128, seed: int = 1234, *,
                            goal_scale: float = 0.5, finish: Callable | None = None) -> EvalSet:
     """The fixed Random-Target evaluation set: ``n`` seeded crops of the ``split`` photos.
 
-    Photos are used round-robin, crops are random (scale in [0.5, 1]) but fixed by ``seed``.
+    Crops come from :func:`eval_crops` (photos round-robin, scale in [0.5, 1]); the goal slider
+    values ``U(-goal_scale, goal_scale)^9`` are drawn after them from the same ``seed``.
     """
     names = photo_names(split)
     rng = np.random.default_rng(seed)
-    imgs = [load_photo(nm) for nm in names]
-    xs, used = [], []
-    for i in range(n):
-        k = i % len(names)
-        xs.append(_to_tensor(random_crop(imgs[k], size, rng, min_scale=0.5)))
-        used.append(names[k])
-    x = torch.stack(xs)
+    crops, used = eval_crops(split, n, size, rng)
+    x = torch.stack([_to_tensor(crop) for crop in crops])
     a = torch.from_numpy(random_goal_actions(rng, n, goal_scale))
     fn = finish or _default_finish()
     with torch.no_grad():
@@ -304,19 +354,18 @@ def expert_like_target(img: np.ndarray) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def expert_target_eval_set(split: str = "heldout2", n: int = 12, size: int = 128, seed: int = 4321, *,
+def expert_target_eval_set(split: str = "test", n: int = 12, size: int = 128, seed: int = 4321, *,
                            degrade: bool = True) -> EvalSet:
     """The HDR+ stand-in: crops of ``split`` photos; input = a flat, dim "camera" rendering of the
     crop (if ``degrade``: ``0.8 * crop ** 1.3``, a little desaturated), goal = :func:`expert_like_target`
     of the crop. Goals are not generated by the pipeline, so ``goal_actions`` is None.
+
+    Crops come from :func:`eval_crops` (photos round-robin, scale in [0.5, 1], fixed by ``seed``).
     """
     names = photo_names(split)
-    rng = np.random.default_rng(seed)
-    imgs = [load_photo(nm) for nm in names]
-    xs, gs, used = [], [], []
-    for i in range(n):
-        k = i % len(names)
-        crop = random_crop(imgs[k], size, rng, min_scale=0.5)
+    crops, used = eval_crops(split, n, size, np.random.default_rng(seed))
+    xs, gs = [], []
+    for crop in crops:
         inp = crop
         if degrade:
             inp = 0.8 * np.power(crop, 1.3)
@@ -324,10 +373,123 @@ def expert_target_eval_set(split: str = "heldout2", n: int = 12, size: int = 128
             inp = np.clip(lum + 0.85 * (inp - lum), 0, 1).astype(np.float32)
         xs.append(_to_tensor(inp))
         gs.append(_to_tensor(expert_like_target(crop)))
-        used.append(names[k])
-    desc = (f"second held-out source (HDR+ stand-in): {', '.join(names)} from matplotlib/ultralytics, "
-            f"{n} crops at {size}x{size}, flat 'camera' inputs, classical expert-like targets, seed {seed}")
+    packages = sorted({photo_source(name)["package"] for name in names})
+    inputs = "flat 'camera' inputs" if degrade else "the crops as inputs"
+    desc = (f"expert-like targets (HDR+ stand-in): split {split!r} ({', '.join(names)}; from "
+            f"{', '.join(packages)}), {n} crops at {size}x{size}, {inputs}, classical expert-like "
+            f"targets, seed {seed}")
     return EvalSet(torch.stack(xs), torch.stack(gs), None, used, desc)
+
+
+#: Ranges of :func:`retouch_outside_family`'s random parameters (drawn uniformly).
+RETOUCH_RANGES: dict[str, tuple[float, float]] = {
+    "shared_log_gamma": (-0.8, 0.8),     # one power curve for all channels, gamma = exp(shared + own)
+    "channel_log_gamma": (-0.5, 0.5),    # each channel's own extra log-gamma
+    "channel_s_curve": (-0.9, 0.9),      # per-channel S-curve strength (< 0: inverse S, a "fade")
+    "hue_degrees": (15.0, 35.0),         # |hue rotation| around the grey axis; the sign is random
+    "local_contrast_amount": (0.3, 0.8),  # unsharp-mask amount
+}
+#: Gaussian sigma of the local-contrast blur as a fraction of the short side (8 px at 128 px).
+LOCAL_CONTRAST_SIGMA_FRACTION = 1.0 / 16.0
+
+
+def _reflect_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Mirror indices into ``[0, length)`` without repeating the edge (OpenCV's reflect-101)."""
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    folded = np.mod(index, period)
+    return np.where(folded >= length, period - folded, folded)
+
+
+def _gaussian_blur_matrix(length: int, sigma: float) -> np.ndarray:
+    """``(length, length)`` matrix ``M`` with ``M @ signal`` = the signal blurred by a Gaussian of ``sigma``.
+
+    The kernel is truncated at 3 sigma and normalised; borders are mirrored (reflect-101), so every
+    row sums to 1.
+    """
+    radius = max(int(np.ceil(3.0 * sigma)), 1)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    rows = np.repeat(np.arange(length), offsets.size)
+    cols = _reflect_index(rows + np.tile(offsets, length), length)
+    matrix = np.zeros((length, length))
+    np.add.at(matrix, (rows, cols), np.tile(kernel, length))
+    return matrix
+
+
+def _hue_rotation_matrix(degrees: float) -> np.ndarray:
+    """``(3, 3)`` rotation of RGB vectors by ``degrees`` around the grey axis ``(1, 1, 1) / sqrt(3)``."""
+    theta = np.deg2rad(degrees)
+    axis = np.ones(3) / np.sqrt(3.0)
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.cos(theta) * np.eye(3) + np.sin(theta) * cross + (1.0 - np.cos(theta)) * np.outer(axis, axis)
+
+
+def retouch_outside_family(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random retouch the nine-slider finishing pipeline cannot express, ``(H, W, 3)`` -> ``(H, W, 3)``.
+
+    Three steps, each clipped to [0, 1], with parameters drawn uniformly from :data:`RETOUCH_RANGES`
+    (in this order, from ``rng``):
+
+    1. **Per-channel tone curves.** Channel ``c`` gets ``y = x ** gamma_c`` with
+       ``log gamma_c = shared + own_c`` (shared in [-0.8, 0.8], own in [-0.5, 0.5], so gamma in
+       about [0.27, 3.7]), then an S-curve ``y + s_c (3y^2 - 2y^3 - y)`` with ``s_c`` in [-0.9, 0.9]
+       (negative: an inverse S). Both are smooth and strictly increasing (the S-curve is for any
+       ``s`` in (-2, 1)). The pipeline's tone sliders act on all channels alike (or as plain gains),
+       so different curves per channel are out of reach.
+    2. **Hue rotation** of every RGB vector around the grey axis by ``+-`` 15..35 degrees (random
+       sign; Rodrigues' formula): grey stays grey, chroma turns. The pipeline only scales channels.
+    3. **Local-contrast boost**: an unsharp mask ``x + amount (x - blur(x))``, amount in [0.3, 0.8],
+       with a Gaussian blur of sigma = short side / 16 (8 px at 128 px; reflect-101 borders). The
+       pipeline's texture slider uses a 3x3 blur and cannot reach this radius. The blur is two dense
+       ``(H, H)``/``(W, W)`` matrix products: meant for crops (quick up to about 1000 px a side).
+
+    The strengths are above the mildest useful ones on purpose (a shared power curve, S-curves in
+    both directions, up to 35 degrees of hue): with weaker retouches the projected goals
+    (``ispbench.finishing_baselines.projection``) were easier for greedy search than Random-Target.
+
+    Args:
+        img: ``(H, W, 3)`` RGB in [0, 1] (float; returned as float32).
+        rng: the ``np.random.Generator`` the parameters are drawn from (advanced by the call).
+
+    Returns:
+        ``(H, W, 3)`` float32 in [0, 1].
+
+    Example:
+        >>> crop = load_photo("chelsea")[:128, :128]
+        >>> retouch_outside_family(crop, np.random.default_rng(0)).shape
+        (128, 128, 3)
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        shape = getattr(img, "shape", None)
+        raise ValueError(f"img must be a numpy array (H, W, 3), got {type(img).__name__} of shape {shape}")
+    x = img.astype(np.float64)
+    # resampling (cv2's area filter) can overshoot [0, 1] by float rounding; anything more is refused
+    if not np.isfinite(x).all() or x.min() < -1e-4 or x.max() > 1.0 + 1e-4:
+        raise ValueError(f"img must be finite with values in [0, 1], got range [{np.nanmin(x)}, {np.nanmax(x)}] "
+                         f"and {int((~np.isfinite(x)).sum())} non-finite values")
+    x = np.clip(x, 0.0, 1.0)
+    ranges = RETOUCH_RANGES
+    shared = rng.uniform(*ranges["shared_log_gamma"])
+    gamma = np.exp(shared + rng.uniform(*ranges["channel_log_gamma"], size=3))
+    s_curve = rng.uniform(*ranges["channel_s_curve"], size=3)
+    x = np.power(x, gamma)
+    x = np.clip(x + s_curve * (x * x * (3.0 - 2.0 * x) - x), 0.0, 1.0)
+
+    degrees = rng.uniform(*ranges["hue_degrees"]) * rng.choice([-1.0, 1.0])
+    x = np.clip(x @ _hue_rotation_matrix(degrees).T, 0.0, 1.0)
+
+    amount = rng.uniform(*ranges["local_contrast_amount"])
+    height, width = x.shape[:2]
+    sigma = LOCAL_CONTRAST_SIGMA_FRACTION * min(height, width)
+    planes = x.transpose(2, 0, 1)  # (3, H, W)
+    blurred = _gaussian_blur_matrix(height, sigma) @ planes @ _gaussian_blur_matrix(width, sigma).T
+    x = np.clip(planes + amount * (planes - blurred), 0.0, 1.0).transpose(1, 2, 0)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def full_resolution(name: str, resolution: tuple[int, int]) -> np.ndarray:
@@ -341,6 +503,7 @@ RESOLUTIONS: dict[str, tuple[int, int]] = {
 
 __all__ = [
     "photo_names", "photo_source", "load_photo", "PhotoCrops", "EvalSet", "random_target_eval_set",
-    "expert_target_eval_set", "expert_like_target", "random_crop", "random_goal_actions",
-    "full_resolution", "RESOLUTIONS", "SPLITS",
+    "expert_target_eval_set", "expert_like_target", "random_crop", "random_goal_actions", "eval_crops",
+    "retouch_outside_family", "RETOUCH_RANGES", "LOCAL_CONTRAST_SIGMA_FRACTION", "full_resolution",
+    "RESOLUTIONS", "SPLITS",
 ]

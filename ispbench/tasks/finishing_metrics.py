@@ -49,12 +49,17 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred.float() - target.float()).pow(2).flatten(1).mean(1)
 
 
+def psnr_from_mse(err: torch.Tensor, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
+    """PSNR in dB from per-image MSEs ``(B,)`` (see :func:`psnr`; for callers that also need the MSE)."""
+    return 10.0 * torch.log10(data_range**2 / (err + eps))
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image: ``10 log10(range^2 / MSE)``, ``(B,)``.
 
     ``eps`` caps identical images at ``10 log10(range^2 / eps)`` = 100 dB (range 1).
     """
-    return 10.0 * torch.log10(data_range**2 / (mse(pred, target) + eps))
+    return psnr_from_mse(mse(pred, target), data_range, eps)
 
 
 def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -40,4 +40,4 @@ def test_rlpixtuner_paper_profile_with_empty_data_root_refuses(notebook):
     p = _paper_params(notebook)
     with pytest.raises(DatasetMissingError, match="data_root is empty.*ispbench data prepare"):
         rlpixtuner.load_eval_pairs(p["data_root"], p["dataset"], p["split"], p["n_images"], p["resolution"],
-                                   target=p["target"], require_real=p["profile"] == "paper")
+                                   target=p.get("target", "random"), require_real=p["profile"] == "paper")

@@ -19,7 +19,7 @@ __all__ = ["FinishingEnv", "Observation", "ABLATIONS", "NetConfig", "TD3", "TD3C
            "shipped_weights"]
 
 
-def shipped_weights(name: str = "rlpixtuner_embedded.pt"):
+def shipped_weights(name: str = "rlpixtuner_embedded_seed0.pt"):
     """Path of a checkpoint shipped in ``ispbench/weights`` (a clear error if it is missing)."""
     path = WEIGHTS_DIR / name
     if not path.is_file():

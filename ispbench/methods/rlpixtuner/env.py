@@ -5,14 +5,21 @@ counts the calls (one query = one image through the pipeline). An episode of a b
 (input, goal) pairs:
 
 * reset: initial parameters ``P_0`` (``init="zero"``: the identity, ``I_0`` = input, no query;
-  ``"random"``: ``U(-init_scale, init_scale)^9`` as in the authors' code, one query;
-  ``"mixed"``: half of each kind).
-* step ``t``: the action ``a_t`` in [-1, 1]^9 **is** the next parameter set (the paper: "the
-  action is the parameter set P"); ``I_{t+1} = pipeline(input, a_t)`` (non-destructive editing,
-  always from the original input).
+  ``"random"``: ``U(-init_scale, init_scale)^9`` applied to the input, one query;
+  ``"mixed"``: half of each kind; ``"random-params"``: the authors' reset, random parameters in
+  the observation only, ``I_0`` = input, no query).
+* step ``t``: the action ``a_t`` in [-1, 1]^9 is a parameter set (the paper: "the action is the
+  parameter set P"). Two MDPs (``mdp``):
+
+  - ``"cumulative"`` (default; the authors' training and evaluation scripts, ``--isp_inp_original
+    False``): ``I_{t+1} = pipeline(I_t, a_t)``, each step edits the previous step's output, so
+    edits accumulate and ``a_t = 0`` keeps the image. The result of an episode is a chain of
+    renders, not one slider setting (:func:`replay` re-renders it).
+  - ``"absolute"`` (the paper's text read literally; ispbench's earlier default):
+    ``I_{t+1} = pipeline(input, a_t)``, non-destructive editing, always from the original input,
+    so the next image depends only on the last action.
 * reward ``r_t = reward_scale * (PSNR(I_{t+1}, I_g) - PSNR(I_t, I_g))`` (eq. 2). The paper
-  gives no scale; the authors' code multiplies by 0.01. Our default 0.1 keeps Q values O(1)
-  with gamma = 0.9 (a documented choice).
+  gives no scale; the authors' code multiplies by 0.01 (the default).
 * truncation: a sample is cut (and its transition must not be stored, App. C.2) when the mean
   intensity of ``I_{t+1}`` leaves ``[min_mean, max_mean]`` = [0.01, 0.9] or when every action
   component is saturated (``|a| >= saturation``, authors' code). Cut samples stop stepping.
@@ -33,9 +40,24 @@ import torch
 
 from ispbench.methods.rlpixtuner.state import N_PARAMS, StateLayout, build_vec, image_features
 from ispbench.ops.finishing import finish
-from ispbench.tasks.finishing_metrics import psnr
+from ispbench.tasks.finishing_metrics import psnr_from_mse
 
 Pipeline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: The two episode dynamics (see the module docstring).
+MDPS = ("cumulative", "absolute")
+#: Initial parameters of an episode (see the module docstring).
+INITS = ("zero", "random", "mixed", "random-params")
+
+
+def _mse(images: torch.Tensor, goals: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE ``(B,)`` in one pass; a non-finite image (NaN/Inf from the pipeline) is refused here,
+    on the ``(B,)`` result, instead of scanning both full images first (``finishing_metrics.mse``)."""
+    err = (images - goals).pow_(2).flatten(1).mean(1)
+    if not bool(torch.isfinite(err).all()):
+        raise ValueError(f"non-finite pixel values (NaN/Inf) in image(s) {torch.nonzero(~torch.isfinite(err)).flatten().tolist()} "
+                         "of the pipeline's output or the goals")
+    return err
 
 
 def default_pipeline() -> Pipeline:
@@ -67,13 +89,19 @@ class FinishingEnv:
         init: initial parameters, ``"zero"``, ``"random"`` or ``"mixed"``.
         init_scale: half-width of random initial parameters.
         layout: the state layout.
+        mdp: ``"cumulative"`` (each step edits the previous output; the authors' code) or
+            ``"absolute"`` (each step renders the original input).
     """
 
-    def __init__(self, pipeline: Pipeline | None = None, *, max_steps: int = 10, reward_scale: float = 0.1,
+    def __init__(self, pipeline: Pipeline | None = None, *, max_steps: int = 10, reward_scale: float = 0.01,
                  min_mean: float = 0.01, max_mean: float = 0.9, saturation: float = 0.999,
-                 init: str = "zero", init_scale: float = 0.5, layout: StateLayout | None = None) -> None:
-        if init not in {"zero", "random", "mixed"}:
-            raise ValueError(f"init must be 'zero', 'random' or 'mixed', got {init!r}")
+                 init: str = "zero", init_scale: float = 0.5, layout: StateLayout | None = None,
+                 mdp: str = "cumulative") -> None:
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if mdp not in MDPS:
+            raise ValueError(f"mdp must be one of {MDPS}, got {mdp!r}")
+        self.mdp = mdp
         self.pipeline = pipeline or default_pipeline()
         self.max_steps, self.reward_scale = int(max_steps), float(reward_scale)
         self.min_mean, self.max_mean, self.saturation = float(min_mean), float(max_mean), float(saturation)
@@ -117,19 +145,22 @@ class FinishingEnv:
                     keep = torch.rand(b, generator=generator) < 0.5
                     init_params = init_params * keep[:, None]
         self.params = init_params.float().clone()
-        nonzero = self.params.abs().amax(1) > 0
-        self.current = self.inputs.clone()
+        # the authors' reset: random parameters are only observed, the image stays the input
+        nonzero = self.params.abs().amax(1) > 0 if self.init != "random-params" else torch.zeros(b, dtype=torch.bool)
+        self.current = self.inputs  # never written in place (step replaces it): no copy needed
         if nonzero.any():
             self.queries += int(nonzero.sum())
             self.episode_queries += nonzero.long()
+            self.current = self.inputs.clone()
             with torch.no_grad():
                 self.current[nonzero] = self.pipeline(self.inputs[nonzero], self.params[nonzero]).clamp(0, 1)
-        self.psnr = psnr(self.current, self.goals)
-        self.hist_dist[:, 0] = (self.current - self.goals).pow(2).flatten(1).mean(1).sqrt()
+        err = _mse(self.current, self.goals)
+        self.psnr = psnr_from_mse(err)
+        self.hist_dist[:, 0] = err.sqrt()
         return self._observe()
 
     def step(self, actions: torch.Tensor) -> tuple[Observation, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Apply ``actions`` ``(B, 9)`` (the new absolute parameters) to the alive samples.
+        """Apply ``actions`` ``(B, 9)`` to the alive samples (to ``I_t`` or to the input, see ``mdp``).
 
         Returns:
             ``(obs, reward (B,), truncated (B,) bool, done (B,) bool)``. Samples already cut
@@ -139,34 +170,66 @@ class FinishingEnv:
         if actions.shape != (b, N_PARAMS):
             raise ValueError(f"actions must be ({b}, {N_PARAMS}), got {tuple(actions.shape)}")
         a = actions.detach().float().clamp(-1, 1)
-        alive = self.alive.clone()
-        new = self.current.clone()
-        if alive.any():
-            self.queries += int(alive.sum())
-            self.episode_queries += alive.long()
-            with torch.no_grad():
-                new[alive] = self.pipeline(self.inputs[alive], a[alive]).clamp(0, 1)
-        new_psnr = psnr(new, self.goals)
+        alive = self.alive
+        n_alive = int(alive.sum())
+        source = self.current if self.mdp == "cumulative" else self.inputs
+        self.queries += n_alive
+        self.episode_queries += alive.long()
+        with torch.no_grad():
+            if n_alive == b:  # the usual case (always in ``tune``): no copy, gather or scatter of full images
+                new = self.pipeline(source, a).clamp(0, 1)
+            else:
+                new = self.current.clone()
+                if n_alive:
+                    new[alive] = self.pipeline(source[alive], a[alive]).clamp(0, 1)
+        err = _mse(new, self.goals)  # one pass gives the PSNR and the RMS distance
+        new_psnr = psnr_from_mse(err)
         reward = torch.where(alive, self.reward_scale * (new_psnr - self.psnr), torch.zeros(b))
         mean = new.flatten(1).mean(1)
         bad_mean = (mean < self.min_mean) | (mean > self.max_mean)
         saturated = (a.abs() >= self.saturation).all(1)
         truncated = alive & (bad_mean | saturated)
-        # advance the alive samples (truncated ones too, so their last state can be inspected)
+        # advance the alive samples (truncated ones too, so their last state can be inspected); rows of
+        # samples cut earlier keep their image (``new`` is a copy of ``I_t`` there)
         idx = torch.nonzero(alive).flatten()
         t = self.t[idx]
         self.hist_actions[idx, t] = a[idx]
-        self.current[idx] = new[idx]
+        self.current = new
         self.params[idx] = a[idx]
         self.psnr[idx] = new_psnr[idx]
         self.t[idx] = t + 1
-        dist = (new - self.goals).pow(2).flatten(1).mean(1).sqrt()
         nxt = (t + 1).clamp_max(self.max_steps - 1)
-        self.hist_dist[idx, nxt] = dist[idx]
+        self.hist_dist[idx, nxt] = err.sqrt()[idx]
         self.alive = alive & ~truncated
         done = self.t >= self.max_steps
         self.alive = self.alive & ~done
         return self._observe(), reward, truncated, done
 
 
-__all__ = ["FinishingEnv", "Observation", "default_pipeline"]
+@torch.no_grad()
+def replay(image: torch.Tensor, actions: torch.Tensor, mdp: str = "cumulative", pipeline: Pipeline | None = None,
+           init_params: torch.Tensor | None = None) -> torch.Tensor:
+    """Re-render a tuning result: the image after applying ``actions`` ``(T, B, 9)`` to ``image`` ``(B, 3, H, W)``.
+
+    ``"cumulative"``: ``I_T = f(... f(f(I_0, a_1), a_2) ..., a_T)`` (a chain of ``T`` renders, each clamped
+    to [0, 1] as in the environment); ``"absolute"``: ``f(image, a_T)``. ``init_params`` ``(B, 9)``:
+    the episode's initial parameters (``I_0 = f(image, P_0)``), if not the identity.
+    Use it to apply the edits a policy found on a small copy to the full-resolution photo.
+    """
+    if mdp not in MDPS:
+        raise ValueError(f"mdp must be one of {MDPS}, got {mdp!r}")
+    if actions.dim() != 3 or actions.shape[1:] != (image.shape[0], N_PARAMS):
+        raise ValueError(f"actions must be (T, {image.shape[0]}, {N_PARAMS}), got {tuple(actions.shape)}")
+    fn = pipeline or default_pipeline()
+    start = image.float()
+    if init_params is not None:
+        start = fn(start, init_params.float()).clamp(0, 1)
+    if mdp == "absolute":
+        return fn(image.float(), actions[-1].float()).clamp(0, 1)
+    out = start
+    for a in actions:
+        out = fn(out, a.float()).clamp(0, 1)
+    return out
+
+
+__all__ = ["FinishingEnv", "Observation", "default_pipeline", "replay", "MDPS"]

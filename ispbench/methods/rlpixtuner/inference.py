@@ -34,7 +34,7 @@ class Policy(torch.nn.Module):
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Policy":
-        pol = cls(NetConfig(**state["net_config"]))
+        pol = cls(NetConfig.from_dict(state["net_config"]))
         pol.encoder.load_state_dict(state["encoder"])
         pol.actor.load_state_dict(state["actor"])
         return pol.eval()
@@ -58,14 +58,18 @@ class Trajectory(NamedTuple):
 
     Attributes:
         actions: ``(T, B, 9)`` the 9 slider values queried at each step, in the pipeline's units
-            (:mod:`ispbench.methods.rlpixtuner.env`).
+            (:mod:`ispbench.methods.rlpixtuner.env`). In the cumulative MDP (the authors', the default)
+            step ``t``'s sliders were applied to ``I_{t-1}``, so the result is the chain of all ``t`` edits
+            (``env.replay(image, actions[:t])``), not one slider setting; in the absolute MDP
+            ``actions[t-1]`` alone renders ``I_t`` from the input.
         psnrs: ``(T + 1, B)`` PSNR of ``I_0 ... I_T`` to the goal (dB).
         images: ``T + 1`` tensors ``(B, 3, H, W)`` (``I_0 ... I_T``) when ``tune(..., keep_images=True)``,
             else ``None``.
         queries: ``(B,)`` long, pipeline queries used per image (``T``).
         final: ``(B, 3, H, W)`` the last image ``I_T``, in [0, 1].
         best: ``(B, 3, H, W)`` the image of highest PSNR among ``I_1 ... I_T`` (picking it peeks at the goal).
-        best_actions: ``(B, 9)`` the sliders that produced ``best``.
+        best_actions: ``(B, 9)`` the sliders of the step that produced ``best`` (in the cumulative MDP,
+            the last edit of the chain ``actions[:best_step]``).
         best_step: ``(B,)`` long, the 1-based step of ``best``.
         final_psnr: property, ``(B,)`` PSNR of ``final`` (``psnrs[-1]``).
         best_psnr: property, ``(B,)`` PSNR of ``best`` (max of ``psnrs[1:]``).
@@ -105,6 +109,9 @@ def tune(policy: torch.nn.Module | TD3, image: torch.Tensor, goal: torch.Tensor,
     step and the best over the trajectory are returned: the authors' evaluation reports the
     *best* PSNR over the 10 steps (which peeks at the goal to pick); report both.
 
+    The episode dynamics are the policy's (``policy.net_cfg.mdp``): in the cumulative MDP each query
+    edits the previous output.
+
     Args:
         policy: a :class:`Policy` (or a :class:`TD3` agent).
         image, goal: ``(B, 3, H, W)`` in [0, 1].
@@ -112,25 +119,31 @@ def tune(policy: torch.nn.Module | TD3, image: torch.Tensor, goal: torch.Tensor,
     if image.dim() == 3:
         image, goal = image[None], goal[None]
     net_cfg = policy.net_cfg
-    env = FinishingEnv(pipeline, max_steps=net_cfg.max_steps, init="zero", min_mean=-1.0, max_mean=2.0, saturation=2.0)
+    env = FinishingEnv(pipeline, max_steps=net_cfg.max_steps, init="zero", min_mean=-1.0, max_mean=2.0, saturation=2.0,
+                       mdp=net_cfg.mdp)
     if steps > net_cfg.max_steps:
         raise ValueError(f"steps ({steps}) must be <= the policy's max_steps ({net_cfg.max_steps})")
     obs = env.reset(image, goal)
-    psnrs, acts, imgs = [env.psnr.clone()], [], [env.current.clone()] if keep_images else None
-    best, best_p = env.current.clone(), torch.full((image.shape[0],), -1e9)
+    # the env never writes an image in place, so references replace copies of full-resolution images
+    psnrs, acts, imgs = [env.psnr.clone()], [], [env.current] if keep_images else None
+    best, best_p = env.current, torch.full((image.shape[0],), -1e9)
     best_a, best_step = torch.zeros(image.shape[0], N_PARAMS), torch.zeros(image.shape[0], dtype=torch.long)
     for t in range(steps):
         a = policy.act(obs) if isinstance(policy, TD3) else policy(obs).cpu()
         obs, _, _, _ = env.step(a)
         p = env.psnr.clone()
         better = p > best_p
-        best[better], best_p[better], best_a[better] = env.current[better], p[better], a[better]
+        if bool(better.all()):
+            best = env.current
+        elif bool(better.any()):
+            best = torch.where(better.view(-1, 1, 1, 1), env.current, best)
+        best_p[better], best_a[better] = p[better], a[better]
         best_step[better] = t + 1
         psnrs.append(p)
         acts.append(a)
         if keep_images:
-            imgs.append(env.current.clone())
-    return Trajectory(torch.stack(acts), torch.stack(psnrs), imgs, env.episode_queries.clone(), env.current.clone(),
+            imgs.append(env.current)
+    return Trajectory(torch.stack(acts), torch.stack(psnrs), imgs, env.episode_queries.clone(), env.current,
                       best, best_a, best_step)
 
 

@@ -61,6 +61,17 @@ class NetConfig:
     max_steps: int = 10
     residual_actor: bool = False
     residual_scale: float = 0.5
+    mlp: tuple[int, ...] = ()
+    """hidden widths of the actor and critic MLPs, e.g. ``(400, 300)`` (the authors' code); empty: ``layers x hidden``"""
+    mdp: str = "cumulative"
+    """the episode dynamics the policy was trained in (``env.MDPS``); inference runs the same"""
+
+    def __post_init__(self) -> None:
+        self.mlp = tuple(int(w) for w in self.mlp)
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        return self.mlp or (self.hidden,) * self.layers
 
     @property
     def layout(self) -> StateLayout:
@@ -68,6 +79,11 @@ class NetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "NetConfig":
+        """From :meth:`to_dict`; configs saved before the ``mdp`` field are of the absolute MDP."""
+        return cls(**{"mdp": "absolute", **state})
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -147,12 +163,13 @@ class StateEncoder(nn.Module):
         return self.trunk(torch.cat(parts, 1))
 
 
-def mlp(cin: int, hidden: int, layers: int, cout: int) -> nn.Sequential:
+def mlp(cin: int, hidden: tuple[int, ...], cout: int) -> nn.Sequential:
+    """``Linear -> ReLU`` for each width in ``hidden``, then ``Linear(., cout)``."""
     mods: list[nn.Module] = []
     d = cin
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
-        d = hidden
+    for width in hidden:
+        mods += [nn.Linear(d, width), nn.ReLU(inplace=True)]
+        d = width
     mods.append(nn.Linear(d, cout))
     return nn.Sequential(*mods)
 
@@ -170,7 +187,7 @@ class Actor(nn.Module):
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
         self.residual, self.scale = cfg.residual_actor, cfg.residual_scale
-        self.net = mlp(cfg.feature_dim, cfg.hidden, cfg.layers, N_PARAMS)
+        self.net = mlp(cfg.feature_dim, cfg.hidden_sizes, N_PARAMS)
 
     def base(self, params: torch.Tensor) -> torch.Tensor:
         """What the output is centred on: ``P_t`` (residual) or 0."""
@@ -187,8 +204,8 @@ class Critic(nn.Module):
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
-        self.q1 = mlp(cfg.feature_dim + N_PARAMS, cfg.hidden, cfg.layers, 1)
-        self.q2 = mlp(cfg.feature_dim + N_PARAMS, cfg.hidden, cfg.layers, 1)
+        self.q1 = mlp(cfg.feature_dim + N_PARAMS, cfg.hidden_sizes, 1)
+        self.q2 = mlp(cfg.feature_dim + N_PARAMS, cfg.hidden_sizes, 1)
 
     def forward(self, feat: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([feat, action], 1)

@@ -11,7 +11,7 @@ The policy sees, at step ``t`` of an episode:
   - ``stats``: mean luminance, median luminance, contrast (luminance std) and saturation
     (mean of ``max - min`` over RGB) of ``I_t`` and ``I_g``: 8 values (F^S).
   - ``pyramid``: a 3-level Laplacian pyramid of each image (at up to ``analysis_size`` = 256 px
-    per side; the authors use full resolution); each band's
+    per side, see below; the authors use full resolution); each band's
     absolute value is average-pooled onto a 4x4 grid per channel (3 x 3 x 16 per image, x10 so
     it is O(1)); the authors feed the pyramid to capture high frequencies lost at 64x64.
   - ``history``: all actions so far ``a_{1:t}`` (``max_steps x 9``, zero-padded) and the RMS
@@ -19,6 +19,12 @@ The policy sees, at step ``t`` of an episode:
   - ``params``: the current parameters (the last action, or the initial parameters) and the
     step index ``t / max_steps``. The authors' code always puts these in the observation; so do
     we, in every ablation (an absolute-parameter action needs to know where it starts).
+
+Every per-image feature is computed from **one** copy of the image, :func:`analysis_image`: the image
+area-downsampled to at most ``analysis_size`` per side (read once at full resolution), or the image
+itself when it is already that small (the policy trains on 64 px crops, where nothing is
+downsampled). The 64x64 copy is taken from that copy too, so a 720p frame costs one full-resolution
+read (a few percent of one pipeline render on a CPU) and the rest works on at most 256x256 pixels.
 
 Luminance is ``0.27 R + 0.67 G + 0.06 B`` (project convention).
 """
@@ -48,9 +54,11 @@ def resize_to(img: torch.Tensor, size: int = POLICY_SIZE) -> torch.Tensor:
 def rgb_histograms(img: torch.Tensor, bins: int = 16) -> torch.Tensor:
     """Per-channel histograms over [0, 1], ``(B, 3 * bins)``, each channel summing to ``bins``."""
     b, c = img.shape[:2]
-    idx = (img.clamp(0, 1) * bins).long().clamp_max(bins - 1).flatten(2)  # (B, 3, N)
+    # clamp(x, 0, 1) * bins, truncated, capped at bins - 1: the same bin as clamping x * bins to
+    # [0, bins - 1] before truncating (one temporary fewer)
+    idx = (img * bins).clamp_(0, bins - 1).long().flatten(2)  # (B, 3, N)
     counts = torch.zeros(b, c, bins, dtype=img.dtype, device=img.device)
-    counts.scatter_add_(2, idx, torch.ones_like(idx, dtype=img.dtype))
+    counts.scatter_add_(2, idx, img.new_ones(()).expand(idx.shape))
     counts = counts / idx.shape[-1] * bins
     return counts.flatten(1)
 
@@ -76,7 +84,7 @@ def laplacian_pyramid_features(img: torch.Tensor, levels: int = 3, grid: int = 4
             continue
         down = F.avg_pool2d(g, 2, ceil_mode=True)
         up = F.interpolate(down, size=g.shape[-2:], mode="bilinear", align_corners=False)
-        band = (g - up).abs()
+        band = (g - up).abs_()
         feats.append(10.0 * F.adaptive_avg_pool2d(band, grid).flatten(1))
         g = down
     return torch.cat(feats, 1)
@@ -115,22 +123,42 @@ class StateLayout:
         return sum(self.sizes.values())
 
 
+def analysis_image(img: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """The copy every image feature is computed from: ``(B, 3, min(H, size), min(W, size))`` float32.
+
+    An image larger than ``size`` on either side is area-downsampled (``adaptive_avg_pool2d``, one
+    read at full resolution, in float64 for a float64 image so that no full-size float32 copy is
+    made); a smaller one is returned as ``img.float()`` (the same tensor if already float32).
+    """
+    h, w = img.shape[-2:]
+    if h > size or w > size:
+        if img.dtype != torch.float64:
+            img = img.float()
+        img = F.adaptive_avg_pool2d(img, (min(h, size), min(w, size)))
+    return img.float()
+
+
 @torch.no_grad()
 def image_features(img: torch.Tensor, layout: StateLayout) -> dict[str, torch.Tensor]:
     """Per-image parts of the state: 64x64 copy, histograms, statistics, pyramid features.
 
-    Histograms, statistics and the pyramid are computed on the image area-downsampled to at most
-    ``layout.analysis_size`` per side (the authors build the pyramid at full resolution; at 4K
-    that costs more than the rest of the policy on a CPU; images up to 256 px are used as they are).
+    All four are computed from :func:`analysis_image` (the image area-downsampled to at most
+    ``layout.analysis_size`` per side; the authors build the pyramid at full resolution, which at
+    4K costs more than the rest of the policy on a CPU). Images up to ``analysis_size`` per side
+    are used as they are, so their features do not depend on ``analysis_size``; for a larger one
+    the 64x64 copy is the area-downsampled copy area-resized again (at 720p: 256x256, then 4x4 blocks).
+
+    Args:
+        img: ``(B, 3, H, W)`` in [0, 1], any float dtype.
+        layout: gives ``bins``, ``pyramid_levels``, ``pyramid_grid`` and ``analysis_size``.
+
+    Returns:
+        ``{"small": (B, 3, 64, 64), "hist": (B, 3 * bins), "stats": (B, 4), "pyramid": (B, levels * 3 * grid**2)}``,
+        float32.
     """
-    img = img.float()
-    small = resize_to(img)
-    h, w = img.shape[-2:]
-    a = layout.analysis_size
-    if h > a or w > a:
-        img = F.adaptive_avg_pool2d(img, (min(h, a), min(w, a)))
+    img = analysis_image(img, layout.analysis_size)
     return {
-        "small": small,
+        "small": resize_to(img),
         "hist": rgb_histograms(img, layout.bins),
         "stats": photo_stats(img),
         "pyramid": laplacian_pyramid_features(img, layout.pyramid_levels, layout.pyramid_grid),
@@ -161,5 +189,5 @@ def build_vec(cur: dict[str, torch.Tensor], goal: dict[str, torch.Tensor], param
     return vec
 
 
-__all__ = ["StateLayout", "image_features", "build_vec", "rgb_histograms", "photo_stats",
+__all__ = ["StateLayout", "image_features", "analysis_image", "build_vec", "rgb_histograms", "photo_stats",
            "laplacian_pyramid_features", "resize_to", "POLICY_SIZE"]

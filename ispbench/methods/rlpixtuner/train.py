@@ -1,14 +1,18 @@
 """Train an RLPixTuner TD3 policy on embedded photos (Random-Target), CleanRL style, in one file.
 
     ispbench train rlpixtuner --total-steps 20000 --out-dir runs/rlpixtuner
-    ispbench train rlpixtuner --ablation naive --total-steps 2000
+    ispbench train rlpixtuner --recipe paper --ablation naive --total-steps 2000
+
+Defaults: the authors' ``train.sh`` (cumulative MDP, their TD3 settings); ``--recipe`` picks another
+named recipe (:data:`RECIPES`), explicit flags override it.
 
 Loop: ``n_envs`` random crops of the training photos with random goals (``PhotoCrops``) run a
 10-step episode in lock-step; each step every live sample takes ``mu(s) + N(0, sigma)`` (uniform
 random actions before ``learning_starts``), transitions go to
-the replay buffer (truncated ones too, as terminal transitions, unless ``--no-store-truncated``:
-the paper's setting), and ``updates_per_step`` TD3 updates follow. Every ``eval_every`` env steps the
-deterministic policy is evaluated on a fixed held-out set; every ``checkpoint_every`` env steps
+the replay buffer (truncated ones as the authors' Stable-Baselines3 stores them, bootstrapped; see
+``--truncated-transitions``), and
+``updates_per_step`` TD3 updates follow. Every ``eval_every`` env steps the
+deterministic policy is evaluated on fixed crops of the validation photos; every ``checkpoint_every`` env steps
 (at an episode boundary) ``<out_dir>/last.pt`` is written atomically with the networks, optimisers,
 step counters, metrics and every RNG state (and, with ``--save-buffer``, the replay buffer, so that
 ``--resume`` continues the exact run; without it a resumed run refills the buffer first). A resume
@@ -22,6 +26,7 @@ best score so far is in the checkpoint, so a resumed run never replaces it with 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -35,11 +40,12 @@ import torch
 from ispbench import atomic
 from ispbench.data.photos import PhotoCrops, random_target_eval_set
 from ispbench.methods.rlpixtuner.buffer import ReplayBuffer
-from ispbench.methods.rlpixtuner.env import FinishingEnv
+from ispbench.methods.rlpixtuner.env import MDPS, FinishingEnv
 from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.networks import ABLATIONS, NetConfig
-from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
+from ispbench.methods.rlpixtuner.td3 import PAPER_TD3, TD3, TD3Config
 from ispbench.seeding import seed_everything
+from ispbench.training import config
 from ispbench.training.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -55,58 +61,67 @@ from ispbench.training.run import MetricsLog, finish_run, progress_bar, start_ru
 
 @dataclass
 class Args:
-    """Arguments of the RLPixTuner trainer (``--flag-name`` on the command line)."""
+    """Arguments of the RLPixTuner trainer (``--flag-name`` on the command line).
 
+    Defaults are the authors' ``train.sh`` (the ``authors-code`` recipe) except where a CPU forces a
+    shortcut (marked "CPU"); :data:`RECIPES` holds the paper's values and the earlier TD3+BC recipe.
+    """
+
+    recipe: str = "authors-code"
+    """named recipe whose values replace the defaults below (flags given explicitly still win):
+    authors-code | paper | td3+bc-absolute (see ``RECIPES``)"""
     total_steps: int = 20_000
-    """total environment steps (transitions offered to the buffer, summed over envs)"""
+    """total environment steps (transitions offered to the buffer, summed over envs; authors: 800k)"""
     n_envs: int = 16
-    """episodes run in parallel (one batch of crops per episode round)"""
+    """episodes run in lock-step (CPU: batches the pipeline and the policy; the authors step one env)"""
     max_steps: int = 10
     """episode length = pipeline queries per image (paper: 10)"""
-    batch_size: int = 64
-    """TD3 minibatch size (paper: 64)"""
+    mdp: str = "cumulative"
+    """episode dynamics: cumulative (each step edits the previous output; authors' code) | absolute
+    (each step renders the original input)"""
+    batch_size: int = 2
+    """TD3 minibatch size (authors' code: 2; paper: 64)"""
     td3: TD3Config = field(default_factory=TD3Config)
-    """TD3 hyper-parameters (the paper's App. C.1): ``--actor-lr`` (1e-4), ``--critic-lr`` (critic and shared
-    encoder, 2e-4), ``--gamma`` (0.9), ``--tau`` (target EMA rate 1 - rho, 0.01), ``--target-noise`` (0.2),
-    ``--target-noise-clip`` (0.5, TD3's default), ``--policy-delay`` (2), ``--grad-clip`` (10), ``--action-l2``
+    """TD3 hyper-parameters (authors' ``train.sh``): ``--actor-lr`` (5e-4), ``--critic-lr`` (critic and shared
+    encoder, 5e-5), ``--gamma`` (0.9), ``--tau`` (target EMA rate, 0.007), ``--target-noise`` (0.04),
+    ``--target-noise-clip`` (0.01), ``--policy-delay`` (2), ``--grad-clip`` (0 = none), ``--action-l2``
     (HER-style action penalty, 0 = off) and ``--bc-weight`` (hindsight goal regression, not in the paper, 0 = off:
     every Random-Target goal is rendered from known parameters ``a_g``; adds ``bc_weight * mse(mu(s), a_g)`` to
-    every update)"""
-    exploration_noise: float = 0.1
-    """std of the Gaussian exploration noise on actions (paper: 0.1)"""
-    updates_per_step: float = 0.25
-    """gradient updates per environment transition"""
-    reward_scale: float = 0.1
+    every update; meaningful in the absolute MDP only, where ``a_g`` is the best action from every state)"""
+    exploration_noise: float = 0.02
+    """std of the Gaussian exploration noise on actions (authors' code: 0.02; paper: 0.1)"""
+    updates_per_step: float = 1.0
+    """gradient updates per environment transition (Stable-Baselines3's default with one env: 1)"""
+    reward_scale: float = 0.01
     """reward = reward_scale * PSNR gain in dB (authors' code: 0.01)"""
     image_size: int = 64
-    """side of the training crops the pipeline runs on (the policy always sees 64x64)"""
+    """side of the training crops the pipeline runs on (authors: 256; CPU: 64; the policy always sees 64x64)"""
     goal_scale: float = 0.5
     """random goals: slider actions U(-goal_scale, goal_scale)"""
-    init: str = "mixed"
-    """initial parameters of training episodes: zero | random | mixed"""
-    store_truncated: bool = True
-    """store truncated transitions as terminal, with their (negative) reward. The paper does not
-    store them (App. C.2); without them the critic never sees the collapsed region and, on our
-    small budget, the actor drifted there (every action saturated) within 2k steps"""
-    buffer_size: int = 8192
+    init: str = "random-params"
+    """initial parameters of training episodes: zero | random | mixed | random-params (the authors' reset: random
+    parameters in the observation only, the image is the input)"""
+    truncated_transitions: str = "bootstrap"
+    """what a truncated transition (all actions saturated, or mean brightness outside [0.01, 0.9]) becomes: bootstrap
+    (stored, the target bootstraps from the next state: Stable-Baselines3's time-limit handling in the authors' code)
+    | terminal (stored as terminal) | drop (not stored: the paper's App. C.2; on our budget the actor then collapsed
+    to saturated actions, where the critic has no data)"""
+    buffer_size: int = 16_384
     """replay buffer capacity (transitions; authors: 16384)"""
-    learning_starts: int = 640
-    """env steps of uniform random actions before learning"""
+    learning_starts: int = 100
+    """env steps of uniform random actions before learning (authors: 100)"""
     ablation: str = "all"
     """state-representation preset (Table 4): naive | dual | dual+stats | dual+history | all"""
-    width: int = 8
+    width: int = 16
     """CNN base width (channels of the first conv; the dual path uses 2x)"""
     residual_actor: bool = False
     """parameterise the actor's output around the current parameters (not in the paper; see networks.Actor)"""
     residual_scale: float = 0.5
     """with ``residual_actor``: the largest change per step, ``mu = clip(P_t + residual_scale * tanh(.))``"""
-    feature_dim: int = 50
-    """width of the state trunk (Linear+LayerNorm+tanh) before the MLPs; small so that the 9 action
-    inputs of the critic are not drowned (DrQ-v2 uses 50; with 256 our critic ignored the action)"""
-    hidden: int = 256
-    """MLP width (paper: 512)"""
-    layers: int = 2
-    """MLP hidden layers (paper: 4)"""
+    feature_dim: int = 256
+    """width of the state trunk (Linear+LayerNorm+tanh) before the MLPs (authors' encoder: 256 features)"""
+    mlp: str = "400,300"
+    """hidden widths of the actor and critic MLPs, comma separated (authors' code: 400,300; paper: 512,512,512,512)"""
     seed: int = 0
     """random seed (python, numpy, torch, data, buffer)"""
     device: str = "cpu"
@@ -118,11 +133,11 @@ class Args:
     checkpoint_every: int = 5_000
     """env steps between checkpoints (0: only at the end)"""
     eval_every: int = 5_000
-    """env steps between held-out evaluations (0: only at the end)"""
+    """env steps between evaluations on the validation photos (0: only at the end)"""
     eval_images: int = 16
-    """held-out Random-Target pairs per evaluation"""
+    """validation Random-Target pairs per evaluation (``val`` photos, never the tables' ``test`` photos)"""
     save_buffer: bool = False
-    """include the replay buffer in checkpoints (needed for an exact resume; ~175 MB at the shipped recipe's size).
+    """include the replay buffer in checkpoints (needed for an exact resume; ~340 MB at 16384 transitions).
     Without it a resumed run refills the buffer before updating again"""
     resume: bool = False
     """continue from <out_dir>/last.pt if it exists (with the same settings, see ``allow_changed_settings``)"""
@@ -139,12 +154,47 @@ class Args:
     """show a tqdm progress bar"""
 
     @property
+    def mlp_sizes(self) -> tuple[int, ...]:
+        try:
+            sizes = tuple(int(w) for w in self.mlp.split(",") if w.strip())
+        except ValueError:
+            sizes = ()
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"mlp: expected comma-separated positive widths such as '400,300', got {self.mlp!r}")
+        return sizes
+
+    @property
     def net_config(self) -> NetConfig:
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {sorted(ABLATIONS)}, got {self.ablation!r}")
-        return NetConfig(**ABLATIONS[self.ablation], width=self.width, hidden=self.hidden, layers=self.layers,
+        if self.mdp not in MDPS:
+            raise ValueError(f"mdp must be one of {MDPS}, got {self.mdp!r}")
+        return NetConfig(**ABLATIONS[self.ablation], width=self.width, mlp=self.mlp_sizes,
                          feature_dim=self.feature_dim, max_steps=self.max_steps, residual_actor=self.residual_actor,
-                         residual_scale=self.residual_scale)
+                         residual_scale=self.residual_scale, mdp=self.mdp)
+
+
+#: What a truncated transition becomes (``Args.truncated_transitions``).
+TRUNCATED_TRANSITIONS = ("bootstrap", "terminal", "drop")
+
+#: Named recipes: the settings each changes from ``Args``' defaults (the authors' ``train.sh``).
+RECIPES: dict[str, dict[str, Any]] = {
+    "authors-code": {},
+    # the paper's Appendix C.1 where it differs from the code (buffer and learning start not given there)
+    "paper": dict(exploration_noise=0.1, batch_size=64, mlp="512,512,512,512", **PAPER_TD3),
+    # the policy shipped before the authors' MDP was adopted: absolute MDP + hindsight goal regression
+    "td3+bc-absolute": dict(mdp="absolute", bc_weight=10.0, updates_per_step=0.5, learning_starts=320, batch_size=64,
+                            exploration_noise=0.1, reward_scale=0.1, buffer_size=8192, feature_dim=50,
+                            mlp="256,256", width=8, init="mixed", truncated_transitions="terminal", grad_clip=10.0,
+                            **PAPER_TD3),
+}
+
+
+def recipe_args(recipe: str = "authors-code", **overrides: Any) -> "Args":
+    """``Args`` of a named recipe (:data:`RECIPES`) with ``overrides`` (leaf names) on top."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
+    return config.from_overrides(Args, {**RECIPES[recipe], "recipe": recipe, **overrides})
 
 
 def evaluate(policy: Any, eval_set: Any, steps: int = 10, batch: int = 16) -> dict[str, float]:
@@ -165,9 +215,17 @@ def train(args: Args) -> dict[str, Any]:
     seed_everything(args.seed)
     net_cfg = args.net_config
     agent = TD3(net_cfg, args.td3, args.device, seed=args.seed)
-    env = FinishingEnv(max_steps=args.max_steps, reward_scale=args.reward_scale, init=args.init, layout=net_cfg.layout)
+    if args.recipe not in RECIPES:
+        raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {args.recipe!r}")
+    if args.truncated_transitions not in TRUNCATED_TRANSITIONS:
+        raise ValueError(f"truncated_transitions: expected one of {TRUNCATED_TRANSITIONS}, got {args.truncated_transitions!r}")
+    changed = {k: v for k, v in RECIPES[args.recipe].items() if flat_dict(args).get(k) != v}
+    if changed:
+        print(f"recipe {args.recipe!r} with these settings changed from it: {changed}", file=sys.stderr)
+    env = FinishingEnv(max_steps=args.max_steps, reward_scale=args.reward_scale, init=args.init, layout=net_cfg.layout,
+                       mdp=args.mdp)
     data = PhotoCrops("train", size=args.image_size, seed=args.seed, goal_scale=args.goal_scale)
-    eval_set = random_target_eval_set("heldout", n=args.eval_images, size=args.image_size, seed=10_000 + args.seed,
+    eval_set = random_target_eval_set("val", n=args.eval_images, size=args.image_size, seed=10_000 + args.seed,
                                       goal_scale=args.goal_scale)
     buffer = ReplayBuffer(args.buffer_size, net_cfg.layout.dim, seed=args.seed)
     data_rng = np.random.default_rng([args.seed, 1])
@@ -229,9 +287,10 @@ def train(args: Args) -> dict[str, Any]:
             else:
                 action = agent.act(obs, noise=args.exploration_noise, generator=explore_gen)
             next_obs, reward, truncated, done = env.step(action)
-            store = alive if args.store_truncated else alive & ~truncated
+            store = alive & ~truncated if args.truncated_transitions == "drop" else alive
             if store.any():
-                terminal = (done | truncated)[store].float()
+                ends = done | truncated if args.truncated_transitions == "terminal" else done
+                terminal = ends[store].float()
                 buffer.add(obs.index(store), action[store], reward[store], next_obs.index(store), terminal,
                            goal_actions[store])
             n_trunc += int(truncated.sum())
@@ -297,7 +356,12 @@ def load_policy(path: str | Path) -> Policy:
 
 def main(argv: list[str] | None = None) -> int:
     """``ispbench train rlpixtuner [--field value ...]``."""
-    args = parse(Args, argv, prog="ispbench train rlpixtuner", description=(__doc__ or "").splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default="authors-code", choices=sorted(RECIPES))
+    recipe = pre.parse_known_args(argv)[0].recipe
+    args = parse(Args, argv, prog="ispbench train rlpixtuner", description=(__doc__ or "").splitlines()[0],
+                 base=recipe_args(recipe))
     metrics = train(args)
     print(json.dumps(metrics, indent=2))
     return 0

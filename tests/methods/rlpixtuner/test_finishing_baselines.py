@@ -48,7 +48,7 @@ def test_search_respects_budget_and_improves(fn, budget):
 def test_search_batch_refuses_unknown_method():
     x, goal = _easy()
     with pytest.raises(ValueError, match="cmaes"):
-        search_batch("random", x[None], goal[None])
+        search_batch("annealing", x[None], goal[None])
 
 
 def test_proxies_forward_shapes_and_identity_start():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ispbench.methods.rlpixtuner.env import FinishingEnv
+from ispbench.methods.rlpixtuner.env import FinishingEnv, replay
 from ispbench.methods.rlpixtuner.networks import ABLATIONS, NetConfig, StateEncoder
 from ispbench.methods.rlpixtuner.state import StateLayout, laplacian_pyramid_features, photo_stats, rgb_histograms
 from ispbench.ops.finishing import finish
@@ -21,7 +21,7 @@ def _pair(b=3, s=32, seed=0):
 
 def test_reward_is_scaled_psnr_gain_and_queries_are_counted():
     x, goal, a_goal = _pair()
-    env = FinishingEnv(reward_scale=0.1)
+    env = FinishingEnv(reward_scale=0.1, mdp="absolute")
     obs = env.reset(x, goal)
     assert env.queries == 0  # zero start = identity, no query
     p0 = psnr(x, goal)
@@ -38,6 +38,31 @@ def test_reward_is_scaled_psnr_gain_and_queries_are_counted():
     assert obs.vec.shape == (3, StateLayout().dim) and obs.cur64.shape == (3, 3, 64, 64)
 
 
+def test_cumulative_mdp_edits_the_previous_output():
+    x, goal, a_goal = _pair()
+    env = FinishingEnv()  # the default: the authors' cumulative MDP, reward 0.01 x PSNR gain
+    assert env.mdp == "cumulative" and env.reward_scale == 0.01
+    env.reset(x, goal)
+    p0 = psnr(x, goal)
+    _, r, _, _ = env.step(a_goal)
+    assert torch.allclose(r, 0.01 * (psnr(finish(x, a_goal), goal) - p0), atol=1e-5)
+    assert (env.psnr > 60).all()  # one step with the goal's sliders reaches it
+    first = env.current.clone()
+    _, r, _, _ = env.step(torch.zeros(3, 9))  # a zero edit keeps the current image
+    torch.testing.assert_close(env.current, first, atol=1e-5, rtol=0)
+    half = a_goal * 0.5
+    _, r, _, _ = env.step(half)  # applied to the current image, not to the input
+    torch.testing.assert_close(env.current, finish(first, half).clamp(0, 1))
+    assert not torch.allclose(env.current, finish(x, half).clamp(0, 1), atol=1e-3)
+    actions = torch.stack([a_goal, torch.zeros(3, 9), half])
+    torch.testing.assert_close(replay(x, actions), env.current)
+    torch.testing.assert_close(replay(x, actions, mdp="absolute"), finish(x, half).clamp(0, 1))
+    with pytest.raises(ValueError, match="mdp must be"):
+        FinishingEnv(mdp="relative")
+    with pytest.raises(ValueError, match="actions must be"):
+        replay(x, half)
+
+
 def test_random_init_costs_a_query():
     x, goal, _ = _pair()
     env = FinishingEnv(init="random")
@@ -45,9 +70,10 @@ def test_random_init_costs_a_query():
     assert env.queries == 3 and (env.params.abs() > 0).all()
 
 
-def test_truncation_on_dark_image_and_saturated_actions():
+@pytest.mark.parametrize("mdp", ["cumulative", "absolute"])
+def test_truncation_on_dark_image_and_saturated_actions(mdp):
     x, goal, _ = _pair(b=3)
-    env = FinishingEnv()
+    env = FinishingEnv(mdp=mdp)
     env.reset(x, goal)
     a = torch.zeros(3, 9)
     a[0, 0] = -1.0  # -2 EV then dim: still within bounds? make it darker via wb too

@@ -78,7 +78,9 @@ def test_embedded_fallback_matches_photo_sets():
     from ispbench.data.photos import expert_target_eval_set, random_target_eval_set
 
     rnd = load_eval_pairs("", "fivek", n_images=2, resolution=16, target="random", seed=5)
-    ref = random_target_eval_set("heldout", n=2, size=16, seed=5)
+    ref = random_target_eval_set("test", n=2, size=16, seed=5)
     torch.testing.assert_close(rnd.goals, ref.goals)
-    exp = load_eval_pairs("", "hdrplus", n_images=2, resolution=16, target="expert_c", seed=7)
-    torch.testing.assert_close(exp.goals, expert_target_eval_set("heldout2", n=2, size=16, seed=7).goals)
+    exp = load_eval_pairs("", "hdrplus", n_images=2, resolution=16, target="expert", seed=7)
+    torch.testing.assert_close(exp.goals, expert_target_eval_set("test", n=2, size=16, seed=7).goals)
+    with pytest.raises(ValueError, match="embedded goals are 'random', 'projected' or 'expert'"):
+        load_eval_pairs("", "fivek", n_images=2, resolution=16, target="expert_c")

@@ -11,7 +11,7 @@ from ispbench.methods.rlpixtuner.train import Args, train
 from ispbench.training.checkpoint import SettingsChangedError
 from ispbench.training.config import from_overrides
 
-TINY = dict(n_envs=4, batch_size=8, buffer_size=256, learning_starts=40, image_size=32, width=4, hidden=32, layers=1,
+TINY = dict(n_envs=4, batch_size=8, buffer_size=256, learning_starts=40, image_size=32, width=4, mlp="32",
             eval_images=2, eval_every=40, checkpoint_every=0, progress=False, updates_per_step=0.25, save_buffer=True)
 
 
@@ -62,7 +62,7 @@ def test_changed_settings_refused_with_differences_named(tmp_path):
     with pytest.raises(SettingsChangedError) as info:
         train(_args(out, total_steps=100, eval_every=0, resume=True, actor_lr=0.5, gamma=0.5, n_envs=2))
     msg = str(info.value)
-    assert "actor_lr: 0.0001 -> 0.5" in msg and "gamma: 0.9 -> 0.5" in msg and "n_envs: 4 -> 2" in msg
+    assert "actor_lr: 0.0005 -> 0.5" in msg and "gamma: 0.9 -> 0.5" in msg and "n_envs: 4 -> 2" in msg
     final = train(_args(out, total_steps=100, eval_every=0, resume=True, gamma=0.5, allow_changed_settings=True))
     assert final["segments"][-1]["changed"] == {"gamma": [0.9, 0.5]}
     assert final["segments"][-1]["segment_changes"]["total_steps"] == [60, 100]

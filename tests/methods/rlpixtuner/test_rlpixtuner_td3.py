@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ispbench.methods.rlpixtuner.buffer import ReplayBuffer
-from ispbench.methods.rlpixtuner.env import FinishingEnv
+from ispbench.methods.rlpixtuner.env import FinishingEnv, replay
 from ispbench.methods.rlpixtuner.inference import Policy, tune
 from ispbench.methods.rlpixtuner.networks import NetConfig
 from ispbench.methods.rlpixtuner.td3 import TD3, TD3Config
@@ -68,7 +68,15 @@ def test_tune_full_resolution_counts_queries_and_reports_final_and_best():
     assert tr.final.shape == x.shape and len(tr.images) == 11
     assert tr.queries.tolist() == [10, 10]
     assert torch.all(tr.best_psnr >= tr.final_psnr - 1e-5)
-    assert torch.allclose(tr.final, finish(x, tr.actions[-1]))  # parameters applied at full resolution
+    # parameters applied at full resolution, each step to the previous output (the cumulative MDP)
+    assert pol.net_cfg.mdp == "cumulative"
+    torch.testing.assert_close(tr.final, replay(x, tr.actions))
+    absolute = Policy.from_state({**agent.policy_state(), "net_config": {**CFG.to_dict(), "mdp": "absolute"}})
+    tr_abs = tune(absolute, x, goal, steps=10)
+    assert torch.allclose(tr_abs.final, finish(x, tr_abs.actions[-1]).clamp(0, 1))
+    # a checkpoint saved before the mdp field existed is an absolute-MDP policy
+    legacy = {k: v for k, v in CFG.to_dict().items() if k not in ("mdp", "mlp")}
+    assert Policy.from_state({**agent.policy_state(), "net_config": legacy}).net_cfg.mdp == "absolute"
     # same answer from the agent and from the extracted policy
     tr2 = tune(agent, x, goal, steps=3)
     assert torch.allclose(tr2.actions, tr.actions[:3], atol=1e-6)

@@ -13,7 +13,7 @@ from ispbench.training.config import build_parser, from_overrides, parse
 def _args(**kw) -> Args:
     return from_overrides(Args, kw)
 
-TINY = dict(n_envs=4, batch_size=8, buffer_size=256, learning_starts=40, image_size=32, width=4, hidden=32, layers=1,
+TINY = dict(n_envs=4, batch_size=8, buffer_size=256, learning_starts=40, image_size=32, width=4, mlp="32",
             eval_images=2, eval_every=0, checkpoint_every=0, progress=False, updates_per_step=0.25)
 
 
@@ -43,11 +43,11 @@ def test_cli_parses_dataclass_fields(tmp_path):
     args = parse(Args, ["--total-steps", "5", "--ablation", "naive", "--save-buffer", "--actor-lr", "3e-4",
                        "--bc-weight", "2"], prog="ispbench train rlpixtuner")
     assert args.total_steps == 5 and args.ablation == "naive" and args.save_buffer is True
-    assert args.td3.actor_lr == 3e-4 and args.td3.bc_weight == 2.0 and args.td3.critic_lr == 2e-4  # nested TD3Config
+    assert args.td3.actor_lr == 3e-4 and args.td3.bc_weight == 2.0 and args.td3.critic_lr == 5e-5  # nested TD3Config, authors' default
     assert not Args().save_buffer  # the replay buffer is saved only when asked
     assert "replay buffer capacity" in build_parser(Args, prog="x").format_help()
     assert main(["--total-steps", "20", "--learning-starts", "1000", "--out-dir", str(tmp_path / "cli"), "--n-envs", "2",
-                 "--image-size", "24", "--width", "4", "--hidden", "16", "--layers", "1", "--eval-images", "1",
+                 "--image-size", "24", "--width", "4", "--mlp", "16", "--eval-images", "1",
                  "--no-progress"]) == 0
     assert (tmp_path / "cli" / "policy.pt").exists()
 
