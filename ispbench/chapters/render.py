@@ -64,6 +64,15 @@ def _check(comparison: pd.DataFrame) -> None:
         raise ValueError(f"comparison: not a side_by_side() table, missing columns {missing}")
 
 
+def _checked_frame(comparison: pd.DataFrame) -> pd.DataFrame:
+    """A checked copy of a comparison whose key columns are strings ("" where missing)."""
+    _check(comparison)
+    frame = comparison.copy()
+    for column in ("dataset", "method", "metric", "setting"):
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
 def _sign(x: float, metric: str) -> str:
     return papers.format_number(x, metric, signed=True).replace("-", MINUS)
 
@@ -184,10 +193,7 @@ def paper_table(comparison: pd.DataFrame, *, metrics: Sequence[str] | None = Non
     if len(comparison) == 0:  # a notebook with nothing to compare under this profile
         caption = "No numbers to compare under this profile."
         return PaperTable(pd.DataFrame(), caption, f"<p class='ispbench-caption'>{caption}</p>")
-    _check(comparison)
-    frame = comparison.copy()
-    for column in ("dataset", "method", "metric", "setting"):
-        frame[column] = frame[column].fillna("").astype(str)
+    frame = _checked_frame(comparison)
     if metrics is not None:
         frame = frame[frame["metric"].isin(list(metrics))]
         order = {m: i for i, m in enumerate(metrics)}
@@ -296,10 +302,7 @@ def paper_figure(comparison: pd.DataFrame, *, metrics: Sequence[str] | None = No
     """
     if len(comparison) == 0:
         return None
-    _check(comparison)
-    frame = comparison.copy()
-    for column in ("dataset", "method", "metric", "setting"):
-        frame[column] = frame[column].fillna("").astype(str)
+    frame = _checked_frame(comparison)
     if methods is not None:
         frame = frame[frame["method"].isin(list(methods))]
     ours_metrics = [m for m in dict.fromkeys(frame["metric"]) if frame.loc[frame["metric"] == m, "our_value"].notna().any()]
