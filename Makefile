@@ -19,10 +19,12 @@ export PYTHONHASHSEED := 0
 
 .PHONY: install lint test test-all book bench lock clean-book check-book
 
+# --no-cache-dir: the CUDA build of torch is several GB; a second copy in pip's cache has filled a
+# CI machine's disk before.
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --no-cache-dir --upgrade pip
+	$(PY) -m pip install --quiet --no-cache-dir -c requirements.lock -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name ispbench --display-name "Python (ispbench)" > /dev/null
 	@touch $(STAMP)
 

@@ -26,6 +26,8 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("train", "rlpixtuner"): ("ispbench.methods.rlpixtuner.train:main", "train an RLPixTuner TD3 policy"),
     ("train", "proxy"): ("ispbench.finishing_baselines.proxy:main", "train a finishing-pipeline proxy (monolithic/cascaded)"),
     ("train", "detector"): ("ispbench.training.detector:main", "train the embedded YOLO detector"),
+    ("train", "candidates"): ("ispbench.detection_baselines.candidates:main",
+                              "tune N candidate 5-module fixed pipelines as HPO does, rank them on val"),
 }
 
 

@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 
+from ispbench.detection_baselines import candidates
 from ispbench.detection_baselines import train as baseline_train
 from ispbench.finishing_baselines import proxy
 from ispbench.methods.adaptiveisp import train as adaptiveisp_train
@@ -25,6 +26,7 @@ TRAINERS = {
     "rlpixtuner": (rlpixtuner_train.Args, None),
     "proxy": (proxy.ProxyTrainArgs, None),
     "detector": (detector_train.Args, None),
+    "candidates": (candidates.CandidatesArgs, None),
 }
 COMMAND = re.compile(r"ispbench train (\w+)([^`\n\"]*)")
 

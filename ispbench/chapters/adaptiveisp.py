@@ -9,20 +9,27 @@ initialisation, the numbers are meaningless and the notebook says so).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 
-from ispbench.chapters.detection_intervals import map_intervals
+from ispbench.chapters.detection_intervals import map_intervals, paired_map_difference, seed_map_estimates
+from ispbench.data import synthetic_detection
 from ispbench.data.detection_sets import check_detector_classes, load_detection_split, refusal_message
 from ispbench.data.prepared import DatasetMissingError
 from ispbench.data.synthetic_detection import CLASS_NAMES
+from ispbench.detection_baselines import candidates
 from ispbench.detection_baselines import train as baseline_train
 from ispbench.detection_baselines.models import build_model, default_weights, load_baseline
+from ispbench.detection_baselines.models import make_isp_fn as baseline_isp_fn
 from ispbench.detection_baselines.pipeline import FIXED_PIPELINE
 from ispbench.methods.adaptiveisp.inference import load_policy, module_frequencies, run_policy
+from ispbench.methods.adaptiveisp.inference import make_isp_fn as policy_isp_fn
 from ispbench.methods.adaptiveisp.networks import PolicyNet
 from ispbench.methods.adaptiveisp.recipes import baseline_train_args, policy_train_args
 from ispbench.methods.adaptiveisp.train import Args, train
@@ -56,11 +63,14 @@ def lambda_tag(lambda_c: float) -> str:
     return f"{lambda_c:g}"
 
 
-def adaptiveisp_weights(lambda_c: float = 0.0, reuse_penalty: bool = True) -> Path:
-    """Shipped checkpoint path: ``adaptiveisp_embedded.pt`` (lambda_c 0, reuse penalty on), else
-    ``adaptiveisp_embedded_lc<lambda>.pt`` / ``adaptiveisp_embedded_noreuse.pt``."""
+def adaptiveisp_weights(lambda_c: float = 0.0, reuse_penalty: bool = True, mask_reuse: bool = True) -> Path:
+    """Shipped checkpoint path: ``adaptiveisp_embedded.pt`` (lambda_c 0, reuse penalty on, hard reuse mask), else
+    ``adaptiveisp_embedded_lc<lambda>.pt`` / ``adaptiveisp_embedded_noreuse.pt`` (no penalty, no mask) /
+    ``adaptiveisp_embedded_nomask.pt`` (the penalty without the mask: Table 8's penalty can fire)."""
     if not reuse_penalty:
         return WEIGHTS_DIR / "adaptiveisp_embedded_noreuse.pt"
+    if not mask_reuse:
+        return WEIGHTS_DIR / "adaptiveisp_embedded_nomask.pt"
     if lambda_c == 0:
         return WEIGHTS_DIR / "adaptiveisp_embedded.pt"
     return WEIGHTS_DIR / f"adaptiveisp_embedded_lc{lambda_tag(lambda_c)}.pt"
@@ -102,6 +112,7 @@ def adaptiveisp_policy(
     *,
     lambda_c: float = 0.0,
     reuse_penalty: bool = True,
+    mask_reuse: bool = True,
     retrain: bool = False,
     train_overrides: dict | None = None,
     allow_untrained: bool = False,
@@ -112,9 +123,9 @@ def adaptiveisp_policy(
     if retrain:
         overrides = dict(train_overrides or {})
         seed = int(overrides.get("seed", 0))
-        name = f"adaptiveisp_lc{lambda_tag(lambda_c)}{'' if reuse_penalty else '_noreuse'}"
+        name = f"adaptiveisp_lc{lambda_tag(lambda_c)}{'' if reuse_penalty else '_noreuse'}{'' if mask_reuse else '_nomask'}"
         # the Table 8 ablation (no reuse penalty) must also drop the hard reuse mask, else reuse stays impossible
-        mask = bool(overrides.get("mask_reuse", False)) and reuse_penalty
+        mask = bool(overrides.get("mask_reuse", False)) and reuse_penalty and mask_reuse
         args = from_overrides(Args, {**overrides, "lambda_c": lambda_c, "reuse_penalty": 1.0 if reuse_penalty else 0.0,
                                      "mask_reuse": mask, "resume": True})
         out = _train_dir(name, seed, args)
@@ -122,7 +133,7 @@ def adaptiveisp_policy(
         args = from_overrides(Args, {"out_dir": str(out), "export": str(export)}, base=args)
         train(args)
         return Loaded(load_policy(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}, out {out}")
-    path = Path(checkpoint) if checkpoint else adaptiveisp_weights(lambda_c, reuse_penalty)
+    path = Path(checkpoint) if checkpoint else adaptiveisp_weights(lambda_c, reuse_penalty, mask_reuse)
     if path.is_file():
         return Loaded(load_policy(path, device), "shipped", f"checkpoint {path.name}")
     if allow_untrained:
@@ -176,6 +187,40 @@ def map_rows(method: str, result: dict, *, dataset: Any = None, **extra: Any) ->
     nan = (float("nan"), float("nan"))
     return [{"method": method, "metric": m, "value": round(float(result[m]), 2), **extra,
              **interval_fields(*intervals.get(m, nan), n_seeds=1, metric=m, digits=2)} for m in METRICS]
+
+
+def seed_map_rows(method: str, results: Sequence[dict], *, dataset: Any, **extra: Any) -> list[dict]:
+    """Several training seeds' ``evaluate_isp`` results -> rows ``method, metric, value`` (mean over seeds),
+    ``median``, and the 95% bootstrap interval over images of the seed-mean (:func:`.detection_intervals.seed_map_estimates`)."""
+    est = seed_map_estimates(results, dataset)
+    return [{"method": method, "metric": m, "value": round(est[m]["mean"], 2), "median": round(est[m]["median"], 2),
+             **extra, **interval_fields(est[m]["ci_low"], est[m]["ci_high"], n_seeds=est[m]["n_seeds"], metric=m, digits=2)}
+            for m in METRICS]
+
+
+def paired_rows(name_a: str, results_a: Sequence[dict], name_b: str, results_b: Sequence[dict], *, dataset: Any) -> list[dict]:
+    """"A beats B?": the paired bootstrap of mAP(A) - mAP(B) on the same images, one row per metric."""
+    cmp = paired_map_difference(results_a, results_b, dataset)
+    return [{"comparison": f"{name_a} - {name_b}", "metric": m, "difference": round(c["difference"], 2),
+             "ci_low": round(c["ci_low"], 2), "ci_high": round(c["ci_high"], 2),
+             "P(A > B)": round(c["fraction_a_better"], 3), "seeds": f"{c['n_seeds_a']} vs {c['n_seeds_b']}",
+             "verdict": "A better" if c["ci_low"] > 0 else ("B better" if c["ci_high"] < 0 else "no clear difference")}
+            for m, c in cmp.items()]
+
+
+#: Shipped training seeds of each learned ISP: seed 0 is the plain file every notebook loads by default.
+SEED_FILES = {
+    "adaptiveisp": ("adaptiveisp_embedded.pt", "adaptiveisp_embedded_seed1.pt", "adaptiveisp_embedded_seed2.pt"),
+    "hpo": ("hpo_embedded.pt", "hpo_embedded_seed1.pt", "hpo_embedded_seed2.pt"),
+    "attention": ("attention_embedded.pt", "attention_embedded_seed1.pt", "attention_embedded_seed2.pt"),
+}
+
+
+def shipped_seed_files(method: str) -> list[Path]:
+    """The shipped checkpoints of ``method``'s training seeds that exist (seed 0 first)."""
+    if method not in SEED_FILES:
+        raise ValueError(f"method: expected one of {sorted(SEED_FILES)}, got {method!r}")
+    return [WEIGHTS_DIR / name for name in SEED_FILES[method] if (WEIGHTS_DIR / name).is_file()]
 
 
 @dataclass
@@ -317,7 +362,8 @@ def describe_data(data_name: str, n_images: int, detector: Loaded, *, imgsz: int
 
 
 def load_models(params: Mapping[str, Any], methods: Sequence[str] = ("adaptiveisp",), *, smoke: bool = False,
-                lambda_c: float | None = None, reuse_penalty: bool = True, checkpoint: str | None = None,
+                lambda_c: float | None = None, reuse_penalty: bool = True, mask_reuse: bool = True,
+                checkpoint: str | None = None,
                 allow_untrained: bool | None = None, notes: dict[str, str] | None = None) -> dict[str, Loaded]:
     """The models a notebook compares, shipped or (``retrain=True``) retrained with the shipped recipes.
 
@@ -350,11 +396,202 @@ def load_models(params: Mapping[str, Any], methods: Sequence[str] = ("adaptiveis
             models[method] = adaptiveisp_policy(
                 params["checkpoint"] if checkpoint is None else checkpoint,
                 lambda_c=params["lambda_c"] if lambda_c is None else lambda_c, reuse_penalty=reuse_penalty,
-                retrain=retrain, train_overrides=policy_train_args(params),
+                mask_reuse=mask_reuse,
+                retrain=retrain, train_overrides=policy_train_args(params) if retrain else None,
                 allow_untrained=smoke if allow_untrained is None else allow_untrained, device=device)
         else:
-            models[method] = baseline_model(method, retrain=retrain, train_overrides=baseline_train_args(params, method),
+            models[method] = baseline_model(method, retrain=retrain,
+                                            train_overrides=baseline_train_args(params, method) if retrain else None,
                                             allow_untrained=smoke, device=device)
         if notes is not None:
             notes[method] = source_note(models[method])
     return models
+
+
+# ----------------------------------------------------------------------------- sensing conditions
+
+#: ISO bins of the sensing-condition tables (the camera's whole-stop marks, ISO 100-6400).
+ISO_BINS = (100, 200, 400, 800, 1600, 3200, 6400)
+#: Coarse ISO groups of the per-image pipeline tables.
+ISO_GROUPS = {"ISO 100-400": (0, 400), "ISO 500-1600": (400, 1600), "ISO 2000-6400": (1600, 1e9)}
+
+
+def sensing_conditions(root: str | Path | None = None) -> pd.DataFrame:
+    """Capture metadata of every image of the embedded detection set, one row per split, light and scene.
+
+    Columns: ``split, light, scene_id, iso, exposure_time, shutter`` (``1/t``), ``lux, illuminant``
+    (``mixed`` for the blends), ``motion_blur_px, underexposure_ev``.
+    """
+    path = synthetic_detection.ensure_dataset(root)
+    rows = []
+    for split in synthetic_detection.SPLITS:
+        for light in synthetic_detection.LIGHTS:
+            for m in synthetic_detection.EmbeddedDetection(path, split, light).meta:
+                rows.append({"split": split, "light": light, "scene_id": m["scene_id"], "iso": float(m["iso"]),
+                             "exposure_time": float(m["exposure_time"]), "shutter": round(1.0 / float(m["exposure_time"])),
+                             "lux": float(m["light"]), "illuminant": str(m.get("illuminant", "")).split(":")[0],
+                             "motion_blur_px": float(m.get("motion_blur_px", 0.0)),
+                             "underexposure_ev": float(m.get("underexposure_ev", 0.0))})
+    return pd.DataFrame(rows)
+
+
+def iso_group(iso: Any) -> str:
+    """``ISO_GROUPS`` label of an ISO value (``"ISO unknown"`` for a missing one, e.g. raw COCO)."""
+    try:
+        value = float(iso)
+    except (TypeError, ValueError):
+        return "ISO unknown"
+    if not np.isfinite(value):
+        return "ISO unknown"
+    return next(name for name, (lo, hi) in ISO_GROUPS.items() if lo < value <= hi)
+
+
+def iso_histogram(conditions: pd.DataFrame) -> pd.DataFrame:
+    """Images per ISO bin (rows: ``split/light``; columns: ISO ranges ending at each :data:`ISO_BINS` mark), in %."""
+    edges = [0, *[b * 2 ** (1 / 6) for b in ISO_BINS]]  # each bin ends half a third-stop above its mark
+    labels = [f"<={b}" for b in ISO_BINS]
+    binned = pd.cut(conditions["iso"], edges, labels=labels)
+    table = pd.crosstab((conditions["split"] + "/" + conditions["light"]).rename("split/light"), binned, normalize="index") * 100
+    return table.reindex(columns=labels, fill_value=0.0).round(1)
+
+
+# ----------------------------------------------------------------------------- snapshot selection
+
+def snapshot_files(run_dir: str | Path) -> dict[int, Path]:
+    """``{iteration: file}`` of a run's exported snapshots (``policy_it<N>.pt`` or ``model_it<N>.pt``)."""
+    found = {}
+    for path in Path(run_dir).glob("*_it*.pt"):
+        stem = path.stem.rsplit("_it", 1)
+        if stem[0] in ("policy", "model") and stem[1].isdigit():
+            found[int(stem[1])] = path
+    if not found:
+        raise FileNotFoundError(f"{run_dir}: no policy_it<N>.pt / model_it<N>.pt snapshots (train with --snapshot-every)")
+    return dict(sorted(found.items()))
+
+
+def isp_from_file(path: str | Path, device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ISP function of an exported AdaptiveISP policy or HPO / attention model (told apart by its format)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if str(payload.get("format", "")).startswith("ispbench.adaptiveisp.policy"):
+        return policy_isp_fn(load_policy(path, device))
+    return baseline_isp_fn(load_baseline(path, device))
+
+
+def validation_curve(run_dir: str | Path, val: Any, detector: Any, *, imgsz: int, batch_size: int = 8,
+                     device: str = "cpu", every: int = 0) -> pd.DataFrame:
+    """Validation mAP (percent) of every snapshot of a run (or of those at multiples of ``every``
+    iterations): the learning curve and the selection rule's input.
+
+    Returns:
+        One row per snapshot: ``iteration, mAP@0.5, mAP@0.75, mAP@0.5:0.95, file``.
+    """
+    rows = []
+    for iteration, path in snapshot_files(run_dir).items():
+        if every and iteration % every:
+            continue
+        res = evaluate_isp(isp_from_file(path, device), val, detector, batch_size=batch_size, imgsz=imgsz)
+        rows.append({"iteration": iteration, **{m: round(float(res[m]), 2) for m in METRICS}, "file": path.name})
+    return pd.DataFrame(rows)
+
+
+#: The one rule every method's shipped checkpoint follows: the snapshot with the best validation mAP@0.5:0.95.
+SELECTION_METRIC = "mAP@0.5:0.95"
+
+
+def best_snapshot(curve: pd.DataFrame) -> int:
+    """Iteration of the snapshot :data:`SELECTION_METRIC` picks (the earliest on ties)."""
+    if curve.empty:
+        raise ValueError("curve: no snapshots")
+    best = curve[SELECTION_METRIC].max()
+    return int(curve.loc[curve[SELECTION_METRIC] == best, "iteration"].min())
+
+
+# ----------------------------------------------------------------------------- cached evaluation and controls
+
+#: The shipped candidate fixed pipelines (tuned as HPO is, ranked on val): ``ranking.json`` + one file each.
+CANDIDATES_DIR = WEIGHTS_DIR / "adaptiveisp_candidates"
+
+
+def file_cache(path: str | Path, dataset: Any, detector: Any, *, split: str, imgsz: int, batch_size: int = 8,
+               device: str = "cpu", **kwargs: Any) -> candidates.DetectionCache:
+    """Per-image detections of the ISP in checkpoint ``path`` (policy or baseline), computed once and cached
+    under the file's sha256 (:func:`ispbench.detection_baselines.candidates.cached_evaluation`)."""
+    path = Path(path)
+    name = f"{path.stem}__{candidates.file_sha256(path)[:12]}"
+    return candidates.cached_evaluation(name, isp_from_file(path, device), dataset, detector, split=split, imgsz=imgsz,
+                                        batch_size=batch_size, **kwargs)
+
+
+def shipped_candidates(k: int | None = None) -> list[dict]:
+    """The ``k`` best shipped candidate pipelines (all by default), best first, each with its ``path``."""
+    ranking = json.loads((CANDIDATES_DIR / "ranking.json").read_text())["ranking"]
+    return [{**r, "path": CANDIDATES_DIR / r["file"]} for r in ranking[: k or None]]
+
+
+def control_caches(dataset: Any, detector: Any, *, split: str, imgsz: int, hpo_path: str | Path, batch_size: int = 8,
+                   oracle_sizes: Sequence[int] = (5, 20), device: str = "cpu") -> dict[str, candidates.DetectionCache]:
+    """The rows that bound what adaptivity can gain, as per-image caches.
+
+    * ``"Best fixed pipeline (val)"``: the candidate ranked first on the validation split;
+    * ``"Oracle over the K best fixed pipelines"`` for each K: per test image, the candidate with the lowest
+      detector loss *on that image* (it sees the test labels: an upper bound, not a method);
+    * ``"Random pipeline"``: per image, 5 distinct modules in random order, each with HPO's tuned parameters.
+    """
+    ranked = shipped_candidates(max(oracle_sizes))
+    if len(ranked) < max(oracle_sizes):
+        raise ValueError(f"oracle_sizes: {max(oracle_sizes)} candidates asked, {len(ranked)} shipped in {CANDIDATES_DIR}")
+    caches = [file_cache(r["path"], dataset, detector, split=split, imgsz=imgsz, batch_size=batch_size, device=device)
+              for r in ranked]
+    out = {"Best fixed pipeline (val)": caches[0]}
+    for k in oracle_sizes:
+        out[f"Oracle over the {k} best fixed pipelines (upper bound)"] = candidates.oracle(caches[:k], name=f"oracle{k}")
+    hpo = load_baseline(hpo_path, device)
+    out["Random pipeline"] = candidates.random_pipeline_cache(hpo, dataset, detector, split=split, imgsz=imgsz,
+                                                              batch_size=batch_size)
+    return out
+
+
+def room_taken(method: float, static: float, oracle: float) -> float:
+    """Share of the oracle's gain over the static pipeline that ``method`` realises: ``(m - s) / (o - s)``
+    (NaN when the oracle does not beat the static pipeline: there is no room)."""
+    room = oracle - static
+    return float((method - static) / room) if room > 0 else float("nan")
+
+
+def learned_results(params: Mapping[str, Any], dataset: Any, detector: Any, *, split: str = "test",
+                    methods: Sequence[str] = ("hpo", "attention", "adaptiveisp"), smoke: bool = False,
+                    notes: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """``{method: [evaluate_isp result per training seed]}`` of the learned ISPs.
+
+    Shipped models (the default): every shipped seed (:data:`SEED_FILES`), each scored once and cached per
+    image (:func:`file_cache`). With ``retrain=True``, a ``checkpoint`` or real data (``data_root``): the one
+    model :func:`load_models` gives per method (retrained with the notebook's ``seed``), scored directly.
+    """
+    if params["retrain"] or params["checkpoint"] or params["data_root"] or smoke:
+        models = load_models(params, methods, smoke=smoke, notes=notes)
+        out = {}
+        for method, loaded in models.items():
+            fn = policy_isp_fn(loaded.model) if method == "adaptiveisp" else baseline_isp_fn(loaded.model)
+            out[method] = [evaluate_isp(fn, dataset, detector, batch_size=params["batch_size"], imgsz=params["imgsz"])]
+        return out
+    out = {}
+    for method in methods:
+        files = shipped_seed_files(method)
+        if not files:
+            raise FileNotFoundError(f"no shipped checkpoint of {method} in {WEIGHTS_DIR} ({SEED_FILES[method]})")
+        out[method] = [file_cache(f, dataset, detector, split=split, imgsz=params["imgsz"], batch_size=params["batch_size"],
+                                  device=params["device"]).result() for f in files]
+        if notes is not None:
+            notes[method] = f"shipped: {', '.join(f.name for f in files)} ({len(files)} training seeds)"
+    return out
+
+
+def shipped_learning_curves(method: str) -> dict[int, tuple[pd.DataFrame | None, pd.DataFrame | None]]:
+    """``{seed: (validation curve, training log)}`` shipped beside each seed's checkpoint
+    (``<stem>_val.csv``: :func:`validation_curve`; ``<stem>_train.csv``: the trainer's ``metrics.csv``)."""
+    out = {}
+    for seed, path in enumerate(WEIGHTS_DIR / name for name in SEED_FILES[method]):
+        val, log = path.with_name(f"{path.stem}_val.csv"), path.with_name(f"{path.stem}_train.csv")
+        if val.is_file() or log.is_file():
+            out[seed] = (pd.read_csv(val) if val.is_file() else None, pd.read_csv(log) if log.is_file() else None)
+    return out

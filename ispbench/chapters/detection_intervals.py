@@ -137,4 +137,66 @@ def map_intervals(result: dict, dataset: Any, *, n_resamples: int = MAP_RESAMPLE
     return {m: (float(boot.ci_low[k]), float(boot.ci_high[k])) for k, m in enumerate(MAP_METRICS)}
 
 
-__all__ = ["MAP_METRICS", "MAP_RESAMPLES", "MapResampler", "dataset_targets", "map_intervals"]
+def _resamplers(results: Sequence[dict], dataset: Any) -> list[MapResampler]:
+    if not results:
+        raise ValueError("results: expected one evaluate_isp result per training seed, got none")
+    resamplers = []
+    for k, result in enumerate(results):
+        predictions = result.get("predictions")
+        if predictions is None or len(predictions) != len(dataset):
+            got = "none" if predictions is None else len(predictions)
+            raise ValueError(f"results[{k}]: expected 'predictions' for each of the {len(dataset)} images, got {got}")
+        if "ground_truth" in result and len(result["ground_truth"]) == len(predictions):
+            targets, sizes = result["ground_truth"], result["image_sizes"]
+        else:
+            targets, sizes = dataset_targets(dataset)
+        resamplers.append(MapResampler(predictions, targets, sizes))
+    return resamplers
+
+
+def seed_map_estimates(results: Sequence[dict], dataset: Any, *, n_resamples: int = MAP_RESAMPLES,
+                       confidence: float = stats.DEFAULT_CONFIDENCE, seed: int = 0) -> dict[str, dict[str, float]]:
+    """mAP over several training seeds: mean and median over seeds, 95% bootstrap interval of the seed-mean.
+
+    Every resample draws the same images for all seeds (images are the resampled unit; the
+    seeds are all kept), and each seed's mAP is recomputed on them.
+
+    Args:
+        results: one ``evaluate_isp`` result per training seed, all on ``dataset``.
+        dataset: the items they were scored on.
+
+    Returns:
+        ``{metric: {"mean", "median", "ci_low", "ci_high", "n_seeds", "per_seed"}}`` in percent.
+    """
+    resamplers = _resamplers(results, dataset)
+    per_seed = np.stack([r(np.arange(r.n_images)) for r in resamplers])  # (n_seeds, 3)
+    boot = stats.bootstrap_statistic(lambda idx: np.mean([r(idx) for r in resamplers], axis=0), resamplers[0].n_images,
+                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return {m: {"mean": float(per_seed[:, k].mean()), "median": float(np.median(per_seed[:, k])),
+                "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]), "n_seeds": len(resamplers),
+                "per_seed": [float(v) for v in per_seed[:, k]]} for k, m in enumerate(MAP_METRICS)}
+
+
+def paired_map_difference(results_a: Sequence[dict], results_b: Sequence[dict], dataset: Any, *,
+                          n_resamples: int = MAP_RESAMPLES, confidence: float = stats.DEFAULT_CONFIDENCE,
+                          seed: int = 0) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of ``mAP(A) - mAP(B)`` (seed-means) on the same resampled images.
+
+    Returns:
+        ``{metric: {"difference", "ci_low", "ci_high", "fraction_a_better", "n_seeds_a", "n_seeds_b"}}``;
+        A beats B at 95% when ``ci_low > 0``.
+    """
+    ra, rb = _resamplers(results_a, dataset), _resamplers(results_b, dataset)
+
+    def difference(idx: np.ndarray) -> np.ndarray:
+        return np.mean([r(idx) for r in ra], axis=0) - np.mean([r(idx) for r in rb], axis=0)
+
+    boot = stats.bootstrap_statistic(difference, ra[0].n_images, n_resamples=n_resamples, confidence=confidence,
+                                     seed=seed)
+    return {m: {"difference": float(boot.value[k]), "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]),
+                "fraction_a_better": float((boot.samples[:, k] > 0).mean()), "n_seeds_a": len(ra), "n_seeds_b": len(rb)}
+            for k, m in enumerate(MAP_METRICS)}
+
+
+__all__ = ["MAP_METRICS", "MAP_RESAMPLES", "MapResampler", "dataset_targets", "map_intervals", "paired_map_difference",
+           "seed_map_estimates"]

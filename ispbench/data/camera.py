@@ -69,12 +69,15 @@ class SensorParams:
 
 @dataclasses.dataclass(frozen=True)
 class ExposureProgram:
-    """The camera's auto-exposure: limits on shutter time and ISO, and the metering target.
+    """The camera's auto-exposure: a program line over shutter time and ISO, and the metering target.
 
-    The program meters the mean green raw signal and asks for ``target`` of the raw range. It
-    first lengthens the exposure (up to ``max_time``) at the base ISO, then raises the ISO (up
-    to ``max_iso``); when both are at their limits the frame comes out under-exposed (the
-    low-light case: dark *and* noisy).
+    The program meters the mean green raw signal and asks for ``target`` of the raw range. Like a
+    phone camera's program line it spends exposure in four legs: below ``handheld_time`` it only
+    changes the shutter (ISO ``min_iso``); then it raises the ISO to ``handheld_iso`` at
+    ``handheld_time``; then it lengthens the shutter to ``max_time``; then it raises the ISO to
+    ``max_iso``. When both are at their limits the frame comes out under-exposed (dark *and*
+    noisy). ``handheld_time`` / ``handheld_iso`` of ``None`` skip the middle legs (shutter first,
+    up to ``max_time``, then ISO).
     """
 
     target: float = 0.18
@@ -82,14 +85,15 @@ class ExposureProgram:
     max_time: float = 1.0 / 60.0
     min_iso: float = 100.0
     max_iso: float = 800.0
+    handheld_time: float | None = None
+    handheld_iso: float | None = None
 
 
 #: Default sensor.
 SENSOR = SensorParams()
-#: Auto-exposure in normal light (handheld daylight / bright indoor).
-NORMAL_PROGRAM = ExposureProgram(max_time=1.0 / 60.0, max_iso=800.0)
-#: Auto-exposure in low light (night street, dim room): longer shutter, very high ISO allowed.
-LOW_PROGRAM = ExposureProgram(max_time=1.0 / 30.0, max_iso=6400.0)
+#: The camera's auto-exposure in every light: 1/8000-1/60 s at ISO 100, ISO 100-800 at 1/60 s,
+#: 1/60-1/15 s at ISO 800, ISO 800-6400 at 1/15 s; darker scenes come out under-exposed.
+AUTO_PROGRAM = ExposureProgram(max_time=1.0 / 15.0, max_iso=6400.0, handheld_time=1.0 / 60.0, handheld_iso=800.0)
 
 
 def auto_exposure(
@@ -112,9 +116,17 @@ def auto_exposure(
     # DN above black wanted, per unit of (t * iso / base_iso).
     want_dn = program.target * (sensor.white_level - sensor.black_level)
     per_t = metered * lux * sensor.electrons_per_lux_second * sensor.dn_per_electron_base
-    t_iso = want_dn / per_t  # t * (iso / base_iso)
-    t = min(max(t_iso * sensor.base_iso / program.min_iso, program.min_time), program.max_time)
-    iso = t_iso / t * sensor.base_iso
+    exposure = want_dn / per_t * sensor.base_iso  # t * iso wanted
+    t1 = program.handheld_time if program.handheld_time is not None else program.max_time
+    iso1 = program.handheld_iso if program.handheld_iso is not None else program.min_iso
+    if exposure <= t1 * program.min_iso:  # leg 1: shutter only
+        t, iso = max(exposure / program.min_iso, program.min_time), program.min_iso
+    elif exposure <= t1 * iso1:  # leg 2: ISO at the handheld shutter
+        t, iso = t1, exposure / t1
+    elif exposure <= program.max_time * iso1:  # leg 3: longer shutter at the handheld ISO
+        t, iso = exposure / iso1, iso1
+    else:  # leg 4: ISO at the longest shutter, then under-exposure
+        t, iso = program.max_time, min(exposure / program.max_time, program.max_iso)
     iso = min(max(iso, program.min_iso), program.max_iso)
     iso = float(100.0 * 2.0 ** (round(3 * math.log2(iso / 100.0)) / 3.0))  # 1/3-stop steps
     iso = min(max(iso, program.min_iso), program.max_iso)

@@ -6,11 +6,12 @@ deterministically from a seed (1200 scenes: about 2 CPU-minutes, single process)
 per-object shading and partial occlusion) is rendered once as linear reflectance and then
 photographed twice by the simulated camera of :mod:`ispbench.data.camera`:
 
-* ``normal`` light: 150-2000 lux, near-daylight illuminant, auto-exposure within 1/60 s and
-  ISO 800 (well exposed, little noise);
-* ``low`` light: 0.05-1 lux, warm artificial illuminant (tungsten / sodium / warm LED), auto-
-  exposure limited to 1/30 s and ISO 6400 (under-exposed, strong Poisson-Gaussian noise, colour
-  cast).
+* ``normal`` light: 30-30,000 lux; daylight, shade, cool or warm LED, or a mix of two across
+  the frame; the camera's one auto-exposure program gives 1/4700-1/25 s at ISO 100-800;
+* ``low`` light: 0.02-300 lux; tungsten, sodium, warm or cool LED, shade, or mixed; 1/60-1/15 s
+  at ISO 100-6400, the darkest scenes up to about 6 stops under-exposed (dark, noisy, colour-cast).
+
+Hand shake blurs long exposures (up to about 8 px at 1/15 s).
 
 On disk (``cache_dir()/embedded_detection/<version hash>/``)::
 
@@ -58,7 +59,7 @@ CLASS_NAMES: tuple[str, ...] = ("disc", "box", "triangle", "ring", "cross")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 LIGHTS: tuple[str, ...] = ("low", "normal")
 #: Bump when the scene or camera model changes (part of the version hash).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: Photos (scikit-image sample data, all public domain / CC0) used as background crops.
 PHOTO_BACKGROUNDS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel")
 #: Mean hue (HSV, [0, 1)) of each class's colour palette; colours are jittered around it.
@@ -82,8 +83,12 @@ class GeneratorConfig:
     #: Largest fraction of an object that earlier objects' visible parts may cover.
     max_occlusion: float = 0.35
     photo_background_prob: float = 0.6
-    normal_lux: tuple[float, float] = (150.0, 2000.0)
-    low_lux: tuple[float, float] = (0.05, 1.0)
+    #: Scene illuminance ranges (log-uniform): auto-exposure then spans 1/4700-1/25 s at ISO 100-800
+    #: in normal light and 1/60-1/15 s at ISO 100-6400, up to ~6 stops under-exposed, in low light.
+    normal_lux: tuple[float, float] = (30.0, 30000.0)
+    low_lux: tuple[float, float] = (0.02, 300.0)
+    #: Hand-shake speed during the exposure, pixels per second at 160 px (log-uniform).
+    shake_px_per_s: tuple[float, float] = (10.0, 120.0)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -96,8 +101,10 @@ class GeneratorConfig:
             "class_names": list(CLASS_NAMES),
             "photo_backgrounds": list(PHOTO_BACKGROUNDS),
             "sensor": dataclasses.asdict(camera.SENSOR),
-            "normal_program": dataclasses.asdict(camera.NORMAL_PROGRAM),
-            "low_program": dataclasses.asdict(camera.LOW_PROGRAM),
+            "exposure_program": dataclasses.asdict(camera.AUTO_PROGRAM),
+            "illuminants": {k: list(v) for k, v in ILLUMINANTS.items()},
+            "illuminant_mix": ILLUMINANT_MIX,
+            "mixed_pairs": {k: [list(p) for p in v] for k, v in MIXED_PAIRS.items()},
         }
 
     def version_hash(self) -> str:
@@ -318,17 +325,70 @@ def render_scene(cfg: GeneratorConfig, split: str, index: int) -> dict[str, Any]
     }
 
 
-# Illuminants: RGB multipliers of a white reflector (relative to green).
-_DAYLIGHT = np.array([1.0, 1.0, 1.0], np.float32)
-_LOW_ILLUMINANTS = {
-    "tungsten": np.array([1.0, 0.62, 0.32], np.float32),
-    "sodium": np.array([1.0, 0.55, 0.12], np.float32),
-    "warm_led": np.array([1.0, 0.78, 0.52], np.float32),
+# Illuminants: RGB multipliers of a white reflector (normalised to green = 1 when used).
+ILLUMINANTS: dict[str, tuple[float, float, float]] = {
+    "daylight": (1.0, 1.0, 1.0),
+    "shade": (0.85, 1.0, 1.22),  # overcast / open shade, about 7500 K
+    "tungsten": (1.0, 0.62, 0.32),
+    "sodium": (1.0, 0.55, 0.12),  # low-pressure-like sodium street light
+    "warm_led": (1.0, 0.78, 0.52),
+    "cool_led": (0.9, 1.0, 0.98),  # 5000 K white LED with its green-heavy spectrum
 }
+#: Which illuminants each light condition draws, with probabilities; ``mixed`` blends two of the
+#: others across the frame (a window and a lamp): ``(probability, first, second)``.
+ILLUMINANT_MIX: dict[str, dict[str, float]] = {
+    "normal": {"daylight": 0.5, "shade": 0.15, "cool_led": 0.15, "warm_led": 0.1, "mixed": 0.1},
+    "low": {"tungsten": 0.2, "sodium": 0.2, "warm_led": 0.2, "cool_led": 0.15, "shade": 0.1, "mixed": 0.15},
+}
+MIXED_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "normal": (("daylight", "tungsten"), ("daylight", "warm_led"), ("shade", "cool_led")),
+    "low": (("tungsten", "cool_led"), ("sodium", "shade"), ("warm_led", "cool_led")),
+}
+
+
+def _illuminant_field(light: str, rng: np.random.Generator, s: int) -> tuple[np.ndarray, str]:
+    """Per-pixel illuminant colour (3, H, W), normalised to a mean green of 1, and its name."""
+    names = list(ILLUMINANT_MIX[light])
+    probs = np.array([ILLUMINANT_MIX[light][n] for n in names])
+    name = names[int(rng.choice(len(names), p=probs / probs.sum()))]
+    jitter = rng.uniform(0.93, 1.07, 3)
+    if name != "mixed":
+        colour = np.asarray(ILLUMINANTS[name]) * jitter
+        field = np.broadcast_to((colour / colour[1])[:, None, None], (3, s, s))
+        return np.ascontiguousarray(field, dtype=np.float32), name
+    pairs = MIXED_PAIRS[light]
+    first, second = pairs[int(rng.integers(len(pairs)))]
+    c0 = np.asarray(ILLUMINANTS[first]) / ILLUMINANTS[first][1]
+    c1 = np.asarray(ILLUMINANTS[second]) / ILLUMINANTS[second][1]
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = np.clip(((xx - 0.5) * math.cos(angle) + (yy - 0.5) * math.sin(angle)) * rng.uniform(1.5, 4.0) + 0.5, 0, 1)
+    field = (c0[:, None, None] * (1 - ramp) + c1[:, None, None] * ramp) * jitter[:, None, None]
+    return (field / field[1].mean()).astype(np.float32), f"mixed:{first}+{second}"
+
+
+def _motion_blur(radiance: np.ndarray, length_px: float, angle: float) -> np.ndarray:
+    """Blur ``(3, H, W)`` along a line of ``length_px`` pixels (hand shake during the exposure)."""
+    if length_px < 0.5:
+        return radiance
+    size = int(math.ceil(length_px)) | 1
+    kernel = np.zeros((size * 4, size * 4), np.float32)  # drawn 4x super-sampled, then area-averaged
+    c = size * 2 - 0.5
+    dx, dy = math.cos(angle) * length_px * 2, math.sin(angle) * length_px * 2
+    cv2.line(kernel, (round((c - dx) * 16), round((c - dy) * 16)), (round((c + dx) * 16), round((c + dy) * 16)), 1.0, 4,
+             cv2.LINE_AA, 4)
+    kernel = cv2.resize(kernel, (size, size), interpolation=cv2.INTER_AREA)
+    kernel /= max(float(kernel.sum()), 1e-8)
+    return np.stack([cv2.filter2D(ch, -1, kernel, borderType=cv2.BORDER_REFLECT101) for ch in radiance]).astype(np.float32)
 
 
 def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: str, index: int) -> tuple[np.ndarray, dict]:
     """Photograph a rendered scene with the simulated camera under ``light`` ("low"/"normal").
+
+    The scene illuminance is log-uniform in the light's lux range, the illuminant is drawn from
+    :data:`ILLUMINANT_MIX` (``mixed`` = two illuminants blended across the frame), the camera's
+    :data:`~ispbench.data.camera.AUTO_PROGRAM` picks shutter and ISO, and hand shake of
+    ``cfg.shake_px_per_s`` (log-uniform, at 160 px) blurs the frame by ``rate x exposure time`` pixels.
 
     Returns:
         ``(raw (H, W) uint16, meta dict)``.
@@ -336,22 +396,20 @@ def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: s
     if light not in LIGHTS:
         raise ValueError(f"light must be one of {LIGHTS}, got {light!r}")
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split), index, 2 + LIGHTS.index(light)])
-    if light == "normal":
-        lo, hi = cfg.normal_lux
-        illuminant_name = "daylight"
-        illuminant = _DAYLIGHT * rng.uniform(0.92, 1.08, 3).astype(np.float32)
-        program = camera.NORMAL_PROGRAM
-    else:
-        lo, hi = cfg.low_lux
-        illuminant_name = list(_LOW_ILLUMINANTS)[int(rng.integers(len(_LOW_ILLUMINANTS)))]
-        illuminant = _LOW_ILLUMINANTS[illuminant_name] * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-        program = camera.LOW_PROGRAM
-    illuminant = illuminant / illuminant[1]
+    lo, hi = cfg.normal_lux if light == "normal" else cfg.low_lux
+    s = cfg.image_size
+    illuminant, illuminant_name = _illuminant_field(light, rng, s)
     lux = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    radiance = scene["reflectance"] * scene["illumination"][None] * illuminant[:, None, None]
+    radiance = scene["reflectance"] * scene["illumination"][None] * illuminant
     metered = float(radiance[1].mean() * camera.SENSOR.sensitivity[1])
-    t, iso = camera.auto_exposure(max(metered, 1e-4), lux, program)
+    t, iso = camera.auto_exposure(max(metered, 1e-4), lux, camera.AUTO_PROGRAM)
+    shake = math.exp(rng.uniform(math.log(cfg.shake_px_per_s[0]), math.log(cfg.shake_px_per_s[1]))) * s / 160.0
+    blur_px = shake * t
+    radiance = _motion_blur(radiance, blur_px, rng.uniform(0, math.pi))
     raw = camera.capture(radiance, lux, t, iso, rng)
+    # How far below the metering target the frame is (0 = well exposed; > 0 = stops too dark).
+    wanted = camera.AUTO_PROGRAM.target * (camera.SENSOR.white_level - camera.SENSOR.black_level)
+    got = metered * lux * t * camera.SENSOR.electrons_per_lux_second * camera.SENSOR.dn_per_electron_base * iso / 100.0
     meta = {
         "scene_id": f"{split}_{index:05d}",
         "iso": iso,
@@ -359,7 +417,9 @@ def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: s
         "light": lux,
         "light_condition": light,
         "illuminant": illuminant_name,
-        "illuminant_rgb": [round(float(v), 5) for v in illuminant],
+        "illuminant_rgb": [round(float(v), 5) for v in illuminant.reshape(3, -1).mean(1)],
+        "motion_blur_px": round(float(blur_px), 3),
+        "underexposure_ev": round(max(math.log2(wanted / max(got, 1e-9)), 0.0), 3),
         "background": scene["background"],
         "black_level": camera.SENSOR.black_level,
         "white_level": camera.SENSOR.white_level,

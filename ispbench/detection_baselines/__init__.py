@@ -3,5 +3,8 @@
 * :mod:`.pipeline`: the fixed pipeline and its renderer;
 * :mod:`.hpo` (:class:`~.hpo.HPOISP`), :mod:`.attention` (:class:`~.attention.AttentionISP`): the parameter models;
 * :mod:`.models`: build, load (``load_baseline``) and run (``make_isp_fn``) them;
-* :mod:`.train`: their one-file trainer (``ispbench train hpo``, ``ispbench train attention``).
+* :mod:`.train`: their one-file trainer (``ispbench train hpo``, ``ispbench train attention``);
+* :mod:`.candidates`: what adaptivity can gain: candidate 5-module fixed pipelines tuned as HPO is
+  (``ispbench train candidates``), a per-image detection cache, the per-image loss oracle and the
+  random-pipeline control.
 """

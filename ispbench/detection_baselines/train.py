@@ -24,6 +24,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -94,6 +95,15 @@ class Args:
     """at the end write the model (weights + config) here, e.g. ``ispbench/weights/hpo_embedded.pt``"""
     progress_bar: bool = True
     """tqdm progress bar"""
+    snapshot_every: int = 0
+    """also export the model to ``out_dir/model_it<N>.pt`` every this many iterations (0 = off), for model
+    selection on the validation split by the same rule as the AdaptiveISP policy's snapshots"""
+
+
+def export_model(model: torch.nn.Module, path: str | Path, *, metadata: dict) -> Path:
+    """Write the model (config + weights) atomically in the format :func:`.models.load_baseline` reads."""
+    return atomic.torch_save({"format": EXPORT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
+                              "metadata": metadata}, path)
 
 
 def train(args: Args) -> dict:
@@ -163,6 +173,9 @@ def train(args: Args) -> dict:
                 "order": order, "cursor": cursor, "metrics": log.rows, "elapsed_s": elapsed_before + time.perf_counter() - t0,
                 "rng": rng_state(generators), "acc": acc, "acc_n": acc_n, "segments": segments,
             })
+        if args.snapshot_every and (it + 1) % args.snapshot_every == 0:
+            export_model(model, out_dir / f"model_it{it + 1}.pt", metadata={
+                "train_args": flat_dict(args), "iterations": it + 1, "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)})
     bar.close()
     elapsed = elapsed_before + time.perf_counter() - t0
     summary = {"method": args.method, "iterations": args.iterations, "elapsed_s": round(elapsed, 1), "args": flat_dict(args),
@@ -171,8 +184,8 @@ def train(args: Args) -> dict:
     atomic.write_json(out_dir / "summary.json", summary)
     finished = end == args.iterations
     if args.export and finished:
-        atomic.torch_save({"format": EXPORT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
-                           "metadata": {"train_args": flat_dict(args), "elapsed_s": round(elapsed, 1)}}, args.export)
+        export_model(model, args.export, metadata={"train_args": flat_dict(args), "iterations": args.iterations,
+                                                   "elapsed_s": round(elapsed, 1)})
     finish_run("ispbench.detection_baselines.models:load_baseline", args.export if args.export and finished else out_dir / "last.pt")
     model.eval()
     return {"model": model, "metrics": log.rows, "summary": summary, "out_dir": out_dir}

@@ -57,12 +57,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ispbench.ops.checks import require_finite
 from ispbench.ops.color import LUM_WEIGHTS, _check_image, luminance
@@ -329,8 +332,13 @@ def _gamma(x: Tensor, p: Tensor, variant: str, clamp: bool) -> Tensor:
     return torch.pow(x.clamp_min(1e-3), _col(p))
 
 
-def _nlm(x: Tensor, strength: Tensor) -> Tensor:
-    """Luminance-guided non-local means, looping over the 121 offsets (not over pixels)."""
+def _nlm_reference(x: Tensor, strength: Tensor) -> Tensor:
+    """The former implementation of :func:`_nlm`, kept as the reference (plain autograd, 121 offsets).
+
+    Used only by the tests and ``ispbench bench ops`` (its ``former (_nlm_reference)`` rows). Same
+    function as :func:`_nlm` at the authors' settings; autograd stores every intermediate
+    (distance and weight maps of all 121 offsets), which makes its backward pass slow.
+    """
     b, _, h, w = x.shape
     rs, rp = NLM_SEARCH // 2, NLM_PATCH // 2
     lum = luminance(x)
@@ -352,12 +360,288 @@ def _nlm(x: Tensor, strength: Tensor) -> Tensor:
     return acc[:, :3] / acc[:, 3:]
 
 
+# --- fast NLM -------------------------------------------------------------------------------------
+# One sample, coordinates outside the image clamped (replicate padding). s = a * lum with
+# a = sqrt(1 / (h * patch**2)); D_d(q) = (s(q) - s(q + d))**2; F_d = patch x patch box sum of D_d;
+# weight w_d(p) = exp(-F_d(p)) = exp(-dist_d(p) / h). Symmetry: D_{-d}(q) = D_d(q - d), so
+# w_{-d}(p) = w_d(p - d): one box-filtered map per pair {d, -d}, evaluated on the image grown by
+# the search radius r ("E"), gives both weights: 60 maps instead of 121 at 11 x 11 (the centre
+# weight is exactly 1). D_d is needed on E grown by the patch radius ("Q"), s on Q + r (padding
+# P = 2r + patch radius). The backward pass recomputes the maps instead of storing them.
+
+_NLM_WINDOW: contextvars.ContextVar[int] = contextvars.ContextVar("ispbench_nlm_search_window", default=NLM_SEARCH)
+#: CPU work split of the fast NLM (speed only, never the result; tuned with ``ispbench bench ops``
+#: at 160 and 512 px): one sample at a time, offsets in groups of ``_NLM_CPU_GROUP``, image rows
+#: in strips so that a group's ``(1, k, rows, W)`` maps hold about ``_NLM_CPU_BUDGET`` values
+#: (they then stay in the L2 cache). On CUDA the whole batch and a whole window row go at once.
+_NLM_CPU_GROUP = 4
+_NLM_CPU_BUDGET = 160_000
+#: Weights are ``exp(-min(dist / h, 40))``: the output moves by at most 120 e^-40 (5e-16) of the
+#: pixel range (the centre weight is 1), and no weight or product of one becomes a subnormal float,
+#: which made small strengths (a policy starting near the identity, strength 0.025) 2.5x slower on
+#: CPUs (measured: 62 -> 24 ms per 160 px image, forward + backward).
+_NLM_EXP_CAP = 40.0
+
+
+@contextlib.contextmanager
+def nlm_search_window(window: int) -> Iterator[None]:
+    """Inside, ``apply("denoise", ...)`` searches a ``window x window`` neighbourhood (odd, >= 1).
+
+    A named speed option, **not the paper's module**: outside it the window is the authors' 11
+    (:data:`NLM_SEARCH`). The cost is proportional to ``(window**2 - 1) / 2`` (5: 12 offset
+    pairs instead of 60). The authors' 11-pixel window at 512 px covers the scene area of a 3-5
+    pixel window at 160 px (:func:`scaled_search_window`). The 5 x 5 patch and ``h`` are
+    unchanged; window 1 is the identity. It is a context variable, like
+    :func:`ispbench.ops.checks.unchecked`, so it reaches the module through the executor and the
+    trainers. How much the output changes (scikit-image's astronaut at 160 px plus Gaussian noise
+    of standard deviation 0.05, values in [0, 1]; ``tests/ops/test_denoise.py`` checks these):
+    strength 0.5: window 5 differs from 11 by 0.010 on average and 0.39 at most (edge pixels),
+    window 3 by 0.016 / 0.42; strength 1: window 5 by 0.017 / 0.32, window 3 by 0.027 / 0.38.
+    On this image the smaller windows remove at least as much noise (RMSE to the clean image
+    0.028-0.042 against 0.033-0.057 with 11 x 11; the noisy input's is 0.048).
+
+    Raises:
+        ValueError: ``window`` is not an odd int >= 1.
+
+    Example:
+        >>> x = torch.rand(1, 3, 16, 16)
+        >>> with nlm_search_window(5):
+        ...     y = apply("denoise", x, torch.tensor([[0.5]]))
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
+        raise ValueError(f"nlm_search_window: window must be an odd int >= 1, got {window!r}")
+    token = _NLM_WINDOW.set(window)
+    try:
+        yield
+    finally:
+        _NLM_WINDOW.reset(token)
+
+
+def scaled_search_window(size: int, reference_size: int = 512, reference_window: int = NLM_SEARCH) -> int:
+    """Odd search window that covers at ``size`` px what ``reference_window`` covers at ``reference_size``.
+
+    ``reference_window * size / reference_size`` rounded to the nearest odd integer, at least 3
+    (160 px -> 3, 256 px -> 5, 512 px -> 11). For :func:`nlm_search_window`.
+
+    Example:
+        >>> scaled_search_window(160), scaled_search_window(512)
+        (3, 11)
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"scaled_search_window: size must be a positive int, got {size!r}")
+    half = math.floor((reference_window * size / reference_size - 1) / 2 + 0.5)
+    return max(3, 2 * half + 1)
+
+
+def _box_sum(t: Tensor, k: int) -> Tensor:
+    """``k x k`` box sum over the last two dims, "valid" (each dim shrinks by ``k - 1``).
+
+    Separable; per axis from pair sums (3 adds for k = 5). No running sums: no cancellation
+    error in float32.
+    """
+    if k == 1:
+        return t
+    for dim in (t.ndim - 1, t.ndim - 2):
+        size = t.shape[dim]
+        n = size - k + 1
+        pairs = t.narrow(dim, 0, size - 1) + t.narrow(dim, 1, size - 1)
+        terms = [(pairs, o) for o in range(0, k - 1, 2)] + ([(t, k - 1)] if k % 2 else [])
+        if len(terms) == 1:
+            out = terms[0][0].narrow(dim, terms[0][1], n).clone()
+        else:
+            out = terms[0][0].narrow(dim, terms[0][1], n) + terms[1][0].narrow(dim, terms[1][1], n)
+        for src, o in terms[2:]:
+            out.add_(src.narrow(dim, o, n))
+        t = out
+    return t
+
+
+def _pad_adjoint(g: Tensor, pad: int) -> Tensor:
+    """Adjoint of ``F.pad(., (pad,) * 4, mode="replicate")``: border sums folded back, ``(..., H, W)``."""
+    if pad == 0:
+        return g
+    h = g.shape[-2] - 2 * pad
+    rows = g[..., pad : pad + h, :].clone()
+    rows[..., 0, :] += g[..., :pad, :].sum(-2)
+    rows[..., -1, :] += g[..., pad + h :, :].sum(-2)
+    w = rows.shape[-1] - 2 * pad
+    out = rows[..., pad : pad + w].clone()
+    out[..., 0] += rows[..., :pad].sum(-1)
+    out[..., -1] += rows[..., pad + w :].sum(-1)
+    return out
+
+
+def _nlm_groups(rs: int, k: int) -> Iterator[tuple[int, int, int]]:
+    """Half of the search window in groups ``(dy, first dx, count)`` of consecutive offsets:
+    ``dy = 0, dx = 1..rs`` and ``dy = 1..rs, dx = -rs..rs`` (the other half are their negatives)."""
+    rows = [(0, 1, rs)] + [(dy, -rs, 2 * rs + 1) for dy in range(1, rs + 1)]
+    for dy, dx0, count in rows:
+        for i in range(0, count, k):
+            yield dy, dx0 + i, min(k, count - i)
+
+
+def _shifted(t: Tensor, c: int, r0: int, c0: int, k: int, rows: int, cols: int) -> Tensor:
+    """Read-only view ``(n, k, rows, cols)`` of ``t`` ``(n, C, H, W)``: ``[b, j, r, m] = t[b, c, r0 + r, c0 + j + m]``."""
+    sn, sc, sh, sw = t.stride()
+    return t.as_strided((t.shape[0], k, rows, cols), (sn, sw, sh, sw), t.storage_offset() + c * sc + r0 * sh + c0 * sw)
+
+
+def _nlm_weights(sp: Tensor, dy: int, dx0: int, k: int, hq: int, wq: int, rs: int, rp: int) -> tuple[Tensor, Tensor]:
+    """Differences ``(n, k, hq, wq)`` of the scaled padded luminance ``sp`` on Q and weights ``(n, k, hq - 2rp, wq - 2rp)`` on E."""
+    diff = torch.empty((sp.shape[0], k, hq, wq), dtype=sp.dtype, device=sp.device)
+    torch.sub(sp[:, :, rs : rs + hq, rs : rs + wq], _shifted(sp, 0, rs + dy, rs + dx0, k, hq, wq), out=diff)
+    return diff, _box_sum(diff * diff, 2 * rp + 1).clamp_(max=_NLM_EXP_CAP).neg_().exp_()
+
+
+def _nlm_split(x: Tensor, rs: int, rp: int) -> tuple[int, int, int]:
+    """(samples per chunk, offsets per group, image rows per strip) for ``x``."""
+    b, _, h, w = x.shape
+    if x.device.type != "cpu":
+        return b, 2 * rs + 1, h
+    q = 2 * (rs + rp)
+    return 1, _NLM_CPU_GROUP, max(16, _NLM_CPU_BUDGET // (_NLM_CPU_GROUP * (w + q)) - q)
+
+
+def _nlm_forward(x: Tensor, a: Tensor, rs: int, rp: int, k: int, strip: int) -> Tensor:
+    """Numerator and normaliser ``(n, 4, H, W)`` (channel 3 = sum of weights) for ``a`` ``(n, 1, 1, 1)``."""
+    h, w = x.shape[-2:]
+    pad = 2 * rs + rp
+    sp = F.pad(luminance(x) * a, (pad,) * 4, mode="replicate")
+    x1p = F.pad(torch.cat([x, torch.ones_like(x[:, :1])], 1), (rs,) * 4, mode="replicate")
+    strips = []
+    for r0 in range(0, h, strip):
+        hs = min(strip, h - r0)
+        sp_s, x1p_s = sp[:, :, r0 : r0 + hs + 2 * pad], x1p[:, :, r0 : r0 + hs + 2 * rs]
+        hq, wq = hs + 2 * (rs + rp), w + 2 * (rs + rp)
+        acc = x1p_s[:, :, rs : rs + hs, rs : rs + w].clone()  # centre offset, weight 1
+        for dy, dx0, kk in _nlm_groups(rs, k):
+            wt = _nlm_weights(sp_s, dy, dx0, kk, hq, wq, rs, rp)[1]  # (n, kk, hs + 2rs, w + 2rs) on E
+            for j in range(kk):
+                dx = dx0 + j
+                wj = wt[:, j : j + 1]
+                # w_d(p) x(p + d)  and  w_{-d}(p) x(p - d) = w_d(p - d) x(p - d)
+                acc.addcmul_(x1p_s[:, :, rs + dy : rs + dy + hs, rs + dx : rs + dx + w], wj[:, :, rs : rs + hs, rs : rs + w])
+                acc.addcmul_(x1p_s[:, :, rs - dy : rs - dy + hs, rs - dx : rs - dx + w],
+                             wj[:, :, rs - dy : rs - dy + hs, rs - dx : rs - dx + w])
+        strips.append(acc)
+    return torch.cat(strips, 2) if len(strips) > 1 else strips[0]
+
+
+def _nlm_backward(x: Tensor, a: Tensor, out: Tensor, z: Tensor, grad: Tensor, rs: int, rp: int, k: int,
+                  strip: int, need_x: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Gradients w.r.t. ``x`` ``(n, 3, H, W)`` (``None`` unless ``need_x``) and ``a`` ``(n,)`` of ``sum(grad * out)``.
+
+    With g = grad / Z and s = sum_c g_c out_c: dL/dw_d(p) = sum_c g_c(p) x_c(p + d) - s(p);
+    dL/dx(p + d) += w_d(p) g(p); dL/dF_d = -w_d dL/dw_d, through the box sum (its adjoint is the
+    same box on the zero-padded map) and D_d to s; then the replicate padding is folded back, and
+    dL/da = sum dL/ds * lum (s = a lum). Strips split the output pixels p; each strip adds its
+    share to the padded gradients. Without ``need_x`` (a trainer's input image from its replay
+    pool) the direct ``dL/dx`` terms are skipped, about a fifth of the work.
+    """
+    h, w = x.shape[-2:]
+    pad = 2 * rs + rp
+    s_img = luminance(x) * a
+    sp = F.pad(s_img, (pad,) * 4, mode="replicate")
+    xp = F.pad(x, (rs,) * 4, mode="replicate")
+    g = grad / z
+    s_all = (g * out).sum(1, keepdim=True)
+    dxp = torch.zeros_like(xp)
+    dsp = torch.zeros_like(sp)
+    for r0 in range(0, h, strip):
+        hs = min(strip, h - r0)
+        sp_s, xp_s = sp[:, :, r0 : r0 + hs + 2 * pad], xp[:, :, r0 : r0 + hs + 2 * rs]
+        dsp_s, dxp_s = dsp[:, :, r0 : r0 + hs + 2 * pad], dxp[:, :, r0 : r0 + hs + 2 * rs]
+        g_s, s_s = g[:, :, r0 : r0 + hs], s_all[:, :, r0 : r0 + hs]
+        hq, wq = hs + 2 * (rs + rp), w + 2 * (rs + rp)
+        he, we = hs + 2 * rs, w + 2 * rs
+        # zero outside the strip: a strip's terms only
+        gz, sz = F.pad(g_s, (2 * rs,) * 4), F.pad(s_s, (2 * rs,) * 4)
+        if need_x:
+            dxp_s[:, :, rs : rs + hs, rs : rs + w] += g_s  # centre offset
+        for dy, dx0, kk in _nlm_groups(rs, k):
+            diff, wt = _nlm_weights(sp_s, dy, dx0, kk, hq, wq, rs, rp)
+            # dL/dw on E: offset d at q (pixel p = q) plus offset -d at q (pixel p = q + d)
+            dw = torch.zeros_like(wt)
+            dw_img = dw[:, :, rs : rs + hs, rs : rs + w]
+            for c in range(3):
+                dw_img.addcmul_(g_s[:, c : c + 1], _shifted(xp_s, c, rs + dy, rs + dx0, kk, hs, w))
+                dw.addcmul_(xp_s[:, c : c + 1], _shifted(gz, c, rs + dy, rs + dx0, kk, he, we))
+            dw_img.sub_(s_s)
+            dw.sub_(_shifted(sz, 0, rs + dy, rs + dx0, kk, he, we))
+            for j in range(kk if need_x else 0):
+                dx = dx0 + j
+                wj = wt[:, j : j + 1]
+                dxp_s[:, :, rs + dy : rs + dy + hs, rs + dx : rs + dx + w].addcmul_(g_s, wj[:, :, rs : rs + hs, rs : rs + w])
+                dxp_s.addcmul_(gz[:, :, rs + dy : rs + dy + he, rs + dx : rs + dx + we], wj)
+            # -dL/dF on E -> -dL/dD on Q (box adjoint) -> times (s(q) - s(q + d)); the factor -2 at the end
+            e = diff.mul_(_box_sum(F.pad(dw.mul_(wt), (2 * rp,) * 4), 2 * rp + 1))
+            dsp_s[:, :, rs : rs + hq, rs : rs + wq] += e.sum(1, keepdim=True)
+            for j in range(kk):
+                dx = dx0 + j
+                dsp_s[:, :, rs + dy : rs + dy + hq, rs + dx : rs + dx + wq] -= e[:, j : j + 1]
+    ds = _pad_adjoint(dsp, pad).mul_(-2.0)  # dL/ds, (n, 1, H, W)
+    da = (ds * s_img).sum((1, 2, 3)) / a.reshape(-1)
+    if not need_x:
+        return None, da
+    wts = torch.tensor(LUM_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return _pad_adjoint(dxp, rs).addcmul_(wts, ds * a), da
+
+
+class _NLMFunction(torch.autograd.Function):
+    """``(x (B, 3, H, W), a (B,), rs, rp) -> (B, 3, H, W)``; first-order gradients for ``x`` and ``a``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, a: Tensor, rs: int, rp: int) -> Tensor:  # type: ignore[override]
+        chunk, k, strip = _nlm_split(x, rs, rp)
+        a4 = a.reshape(-1, 1, 1, 1)
+        acc = torch.cat([_nlm_forward(x[i : i + chunk], a4[i : i + chunk], rs, rp, k, strip) for i in range(0, x.shape[0], chunk)])
+        z = acc[:, 3:]
+        out = acc[:, :3] / z
+        ctx.save_for_backward(x, a, out, z)
+        ctx.rs, ctx.rp = rs, rp
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, a, out, z = ctx.saved_tensors
+        need_x = bool(ctx.needs_input_grad[0])
+        chunk, k, strip = _nlm_split(x, ctx.rs, ctx.rp)
+        a4 = a.reshape(-1, 1, 1, 1)
+        parts = [
+            _nlm_backward(x[i : i + chunk], a4[i : i + chunk], out[i : i + chunk], z[i : i + chunk],
+                          grad[i : i + chunk], ctx.rs, ctx.rp, k, strip, need_x)
+            for i in range(0, x.shape[0], chunk)
+        ]
+        dx = torch.cat([p[0] for p in parts]) if need_x else None
+        return dx, torch.cat([p[1] for p in parts]), None, None
+
+
+def _nlm(x: Tensor, strength: Tensor, search_window: int = NLM_SEARCH) -> Tensor:
+    """Luminance-guided non-local means ``(B, 3, H, W) -> (B, 3, H, W)``, strength ``(B,)`` > 0.
+
+    The function of :func:`_nlm_reference` (for ``search_window = 11``), computed from one
+    box-filtered distance map per symmetric offset pair, with a hand-written backward pass that
+    recomputes the maps (:class:`_NLMFunction`). First-order gradients only (no double backward).
+    """
+    rs, rp = search_window // 2, NLM_PATCH // 2
+    hh = 2.0 * (NLM_SIGMA_MAX * strength) ** 2  # (B,)
+    a = torch.sqrt(1.0 / (hh.clamp_min(1e-12) * NLM_PATCH**2))  # w = exp(-dist / h) = exp(-box(a^2 D))
+    if rs == 0:
+        return x.clone()
+    return _NLMFunction.apply(x, a, rs, rp)
+
+
 def _denoise(x: Tensor, p: Tensor, variant: str, clamp: bool) -> Tensor:
     strength = p[:, 0]
-    if not bool((strength > 0).any()):
+    active = strength > 0
+    if not bool(active.any()):
         return x.clone()
-    out = _nlm(x, strength)
-    return torch.where(_col(strength > 0), out, x)
+    window = _NLM_WINDOW.get()
+    if bool(active.all()):
+        return _nlm(x, strength, window)
+    rows = torch.nonzero(active).flatten()  # strength 0 is the identity: only the others run
+    return x.index_copy(0, rows, _nlm(x.index_select(0, rows), strength.index_select(0, rows), window))
 
 
 def _box3_sum(x: Tensor) -> Tensor:
@@ -514,8 +798,14 @@ denoise = _make_doc(
     5 x 5 patch of squared luminance differences (eq. 20 luminance, replicate padding); the RGB
     output is the average of the offset pixels weighted by ``exp(-d / h)`` with
     ``h = 2 (0.1 p)**2`` (strength 1 suits luminance noise of standard deviation 0.1).
-    Strength 0 is defined as the exact identity (the h -> 0 limit, except for exact ties).
-    Cost: 11 vectorised distance passes and 121 accumulations over the whole batch.
+    Strength 0 is defined as the exact identity (the h -> 0 limit, except for exact ties); those
+    samples are not computed.
+    Cost: one box-filtered distance map per symmetric offset pair (60 for 11 x 11; the weights of
+    ``d`` and ``-d`` are the same map shifted), and a backward pass that recomputes them instead
+    of storing them: about 8 ms forward and 25 ms forward + backward per 160 px image on one CPU
+    thread, ~10x faster than the former implementation (kept as ``_nlm_reference``; ``ispbench
+    bench ops`` times both). Speed option, not the authors' module: :func:`nlm_search_window`
+    (smaller search window). First-order gradients only (no double backward).
     """,
 )
 sharpen_blur = _make_doc(

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dataset {data_dir} ({info['counts']}) ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
     project = cache_dir() / "runs"
-    run_name = f"detector_{info['version']}_s{args.seed}_e{args.epochs}_i{args.imgsz}"
+    run_name = f"detector_{info['version']}_{Path(args.model).stem}_s{args.seed}_e{args.epochs}_i{args.imgsz}"
     out = Path(args.out)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     if args.eval_only:
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic.write_text(out.with_suffix(".md"), model_card(record))
         return 0
     record = {
+        "file": out.name,
         "recipe": recipe,
         "model": args.model,
         "nc": len(sd.CLASS_NAMES),
@@ -230,13 +231,16 @@ def model_card(r: dict[str, Any]) -> str:
     """Markdown model card of a training record."""
     m = r["metrics"]
     n, lo = m["normal_val"], m["low_val_default_isp"]
-    return f"""# embedded_yolo.pt: the embedded detector
+    name = r.get("file", DEFAULT_OUT.name)
+    role = ("It is the frozen\ndetector whose mAP rewards the ISP policies in the `embedded` profile (AdaptiveISP uses a frozen\n"
+            "YOLO the same way)." if name == DEFAULT_OUT.name else
+            "It is a **second detector of another\narchitecture**, never used in training any ISP: AdaptiveISP's Table 3 scores the ISPs' outputs\n"
+            "with it (the paper's cross-detector test with YOLOX and DDQ).")
+    return f"""# {name}: {'the embedded detector' if name == DEFAULT_OUT.name else 'a second embedded detector'}
 
 A small ultralytics YOLO ({r['model']}, nc={r['nc']}: {', '.join(r['class_names'])}) trained from
 scratch on the **normal-light** sRGB renders of the embedded detection dataset (each rendered by
-the static default ISP, `ispbench.data.default_isp.default_isp`). It is the frozen
-detector whose mAP rewards the ISP policies in the `embedded` profile (AdaptiveISP uses a frozen
-YOLO the same way). Load it offline with `ultralytics.YOLO(path)` after
+the static default ISP, `ispbench.data.default_isp.default_isp`). {role} Load it offline with `ultralytics.YOLO(path)` after
 `ispbench.offline.configure_ultralytics()`.
 
 ## Recipe

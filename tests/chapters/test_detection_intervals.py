@@ -57,3 +57,36 @@ def test_map_intervals_bracket_the_value_and_need_predictions():
     assert map_intervals({"predictions": preds}, dataset, n_resamples=200, seed=0) == ci
     with pytest.raises(ValueError, match="predictions"):
         map_intervals({}, dataset)
+
+
+def _result(preds, gts, sizes):
+    return {"predictions": preds, "ground_truth": gts, "image_sizes": sizes}
+
+
+def test_seed_estimates_average_the_seeds_and_bracket_the_mean():
+    from ispbench.chapters.detection_intervals import seed_map_estimates
+
+    rng = np.random.default_rng(3)
+    preds, gts, sizes = _random_detections(rng, n_images=40)
+    worse = [p[p[:, 4] < 0.7] if len(p) else p for p in preds]  # drop the confident hits: a worse seed
+    est = seed_map_estimates([_result(preds, gts, sizes), _result(worse, gts, sizes)], [None] * 40, n_resamples=100)
+    one = MapResampler(preds, gts, sizes)(np.arange(40))
+    two = MapResampler(worse, gts, sizes)(np.arange(40))
+    m = est["mAP@0.5:0.95"]
+    assert m["n_seeds"] == 2 and m["per_seed"] == pytest.approx([one[2], two[2]])
+    assert m["mean"] == pytest.approx((one[2] + two[2]) / 2)
+    assert m["ci_low"] < m["mean"] < m["ci_high"]
+
+
+def test_paired_difference_sees_a_better_method_and_is_zero_against_itself():
+    from ispbench.chapters.detection_intervals import paired_map_difference
+
+    preds, gts, sizes = _random_detections(np.random.default_rng(4), n_images=40)
+    worse = [p[p[:, 4] < 0.7] if len(p) else p for p in preds]
+    good, bad = [_result(preds, gts, sizes)], [_result(worse, gts, sizes)]
+    cmp = paired_map_difference(good, bad, [None] * 40, n_resamples=100)["mAP@0.5"]
+    assert cmp["difference"] > 0 and cmp["ci_low"] > 0 and cmp["fraction_a_better"] == 1.0
+    same = paired_map_difference(good, good, [None] * 40, n_resamples=50)["mAP@0.5"]
+    assert same["difference"] == 0 and same["ci_low"] == same["ci_high"] == 0
+    with pytest.raises(ValueError, match="results"):
+        paired_map_difference([], good, [None] * 40)

@@ -5,7 +5,8 @@ Everything here is a pure function of tensors so that the trainer (:mod:`.train`
 
 MDP, per image:
 
-* state ``s_t``: the image after ``t`` stages, which modules were used, the stage index ``t``;
+* state ``s_t``: the image after ``t`` stages, which modules were used, the stage index ``t`` (a plane
+  holding ``t``, authors' code, or ``t / T``: ``stage_plane``);
 * action: a module index ``a_t`` in ``0..N-1`` (``N = 10``) or, with ``use_stop``, ``N`` = STOP,
   plus that module's parameters;
 * reward (eq. 9): ``r = (clip(L(s_t), 0, 1) - clip(L(s_{t+1}), 0, 1)) * 100 - P`` with ``L`` the
@@ -35,7 +36,7 @@ from torch.nn import functional as F
 from ispbench import ops
 from ispbench.ops.color import luminance
 
-from .networks import STATE_SIZE
+from .networks import CONTRAST_STATS, STAGE_PLANES, STATE_SIZE
 
 #: Index of the "skip" entry in executor module indices (stopped sample / stage not run).
 SKIP = -1
@@ -49,15 +50,25 @@ def _check_images(x: torch.Tensor, name: str = "images") -> None:
 
 
 # --------------------------------------------------------------------------- states
-def image_stats(x: torch.Tensor) -> torch.Tensor:
-    """Mean luminance, contrast (std of luminance) and saturation (mean HSV S) per image, (B, 3)."""
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def image_stats(x: torch.Tensor, contrast: str = "variance") -> torch.Tensor:
+    """Mean luminance, contrast and saturation (mean HSV S) per image, (B, 3).
+
+    ``contrast``: ``"variance"`` (authors' code) or ``"std"`` of the luminance (our former choice).
+    """
     _check_images(x)
+    _check_choice("contrast", contrast, CONTRAST_STATS)
     x = x.clamp(0, 1)
     lum = luminance(x).flatten(1)
     mx = x.amax(1)
     mn = x.amin(1)
     sat = ((mx - mn) / (mx + 1e-6)).flatten(1).mean(1)
-    return torch.stack([lum.mean(1), lum.std(1, unbiased=False), sat], dim=1)
+    spread = lum.var(1, unbiased=False) if contrast == "variance" else lum.std(1, unbiased=False)
+    return torch.stack([lum.mean(1), spread, sat], dim=1)
 
 
 def downsample(x: torch.Tensor, size: int = STATE_SIZE) -> torch.Tensor:
@@ -69,32 +80,80 @@ def downsample(x: torch.Tensor, size: int = STATE_SIZE) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
-def policy_state(x: torch.Tensor, used: torch.Tensor, stage: torch.Tensor, T: int) -> torch.Tensor:
-    """Policy input: (B, 3 + N + 1, 64, 64) = image, N "used" planes, stage plane ``t / T``.
+def policy_state(x: torch.Tensor, used: torch.Tensor, stage: torch.Tensor, T: int, *,
+                 stage_plane: str = "index") -> torch.Tensor:
+    """Policy input: (B, 3 + N + 1, 64, 64) = image, N "used" planes, one stage plane.
 
     Args:
         x: (B, 3, H, W) current image.
         used: (B, N) 0/1 "module used" bits.
         stage: (B,) stage index t (0-based).
         T: maximum number of stages.
+        stage_plane: ``"index"``: the plane holds ``t`` (authors' code); ``"fraction"``: ``t / T`` (our former
+            choice, the shipped embedded policy's).
     """
+    _check_choice("stage_plane", stage_plane, STAGE_PLANES)
     small = downsample(x)
     b = small.shape[0]
     if used.ndim != 2 or used.shape[0] != b:
         raise ValueError(f"policy_state: used must be (B, N) with B={b}, got {tuple(used.shape)}")
-    planes = torch.cat([used.to(small.dtype), (stage.to(small.dtype) / T).view(b, 1)], dim=1)
+    t = stage.to(small.dtype) / (T if stage_plane == "fraction" else 1)
+    planes = torch.cat([used.to(small.dtype), t.view(b, 1)], dim=1)
     planes = planes.view(b, -1, 1, 1).expand(-1, -1, STATE_SIZE, STATE_SIZE)
     return torch.cat([small, planes], dim=1)
 
 
-def value_state(x: torch.Tensor, used: torch.Tensor, stage: torch.Tensor, T: int) -> torch.Tensor:
-    """Value input: the policy input plus mean luminance, contrast, saturation planes (B, 3+N+4, 64, 64)."""
-    base = policy_state(x, used, stage, T)
-    stats = image_stats(x).to(base.dtype)
+def value_state(x: torch.Tensor, used: torch.Tensor, stage: torch.Tensor, T: int, *,
+                stage_plane: str = "index", contrast: str = "variance") -> torch.Tensor:
+    """Value input: the policy input plus mean luminance, contrast, saturation planes (B, 3+N+4, 64, 64).
+
+    ``stage_plane`` as :func:`policy_state`, ``contrast`` as :func:`image_stats`.
+    """
+    base = policy_state(x, used, stage, T, stage_plane=stage_plane)
+    stats = image_stats(x, contrast).to(base.dtype)
     return torch.cat([base, stats.view(-1, 3, 1, 1).expand(-1, -1, STATE_SIZE, STATE_SIZE)], dim=1)
 
 
 # --------------------------------------------------------------------------- actions
+#: How epsilon-greedy exploration enters: ``mixed`` (authors' code) or ``replace`` (our former choice).
+EPSILON_MODES = ("mixed", "replace")
+
+
+def _valid_rows(logits: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """(B, A) float 0/1 of the allowed actions (``valid`` None, (A,) or (B, A))."""
+    if valid is None:
+        return torch.ones_like(logits, dtype=torch.float32)
+    return valid.to(logits.device).float().expand(logits.shape[0], -1)
+
+
+def action_probs(logits: torch.Tensor, *, epsilon: float = 0.0, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``(1 - epsilon) softmax(logits) + epsilon / |valid|`` on the valid actions (authors' epsilon-greedy), (B, A).
+
+    Differentiable in ``logits``; ``valid`` (A,) or (B, A) bool, default all actions.
+
+    Example:
+        >>> p = action_probs(torch.tensor([[0.0, 50.0]]), epsilon=0.1)   # tensor([[0.05, 0.95]])
+    """
+    allowed = _valid_rows(logits, valid)
+    uniform = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)
+    return (1.0 - epsilon) * F.softmax(logits.float(), dim=-1) + epsilon * uniform
+
+
+def action_log_prob(logits: torch.Tensor, actions: torch.Tensor, *, epsilon: float = 0.0,
+                    valid: torch.Tensor | None = None, mode: str = "mixed") -> torch.Tensor:
+    """``log pi(a|s)`` of the taken actions (B,) for REINFORCE, differentiable in ``logits`` (B, A).
+
+    ``mode="mixed"`` (authors' code): the log of the epsilon-mixed probabilities of :func:`action_probs`
+    (the distribution the actions were drawn from); ``"replace"``: ``log_softmax(logits)`` (our former choice,
+    which ignores the exploration draw).
+    """
+    _check_choice("mode", mode, EPSILON_MODES)
+    if mode == "mixed":
+        p = action_probs(logits, epsilon=epsilon, valid=valid).gather(1, actions.view(-1, 1)).squeeze(1)
+        return p.clamp(min=1e-12).log()
+    return F.log_softmax(logits, -1).gather(1, actions.view(-1, 1)).squeeze(1)
+
+
 def sample_actions(
     logits: torch.Tensor,
     *,
@@ -102,16 +161,26 @@ def sample_actions(
     greedy: bool = False,
     generator: torch.Generator | None = None,
     valid: torch.Tensor | None = None,
+    mode: str = "mixed",
 ) -> torch.Tensor:
     """Pick one action per row of ``logits`` (B, A) -> LongTensor (B,).
 
-    ``greedy``: argmax (test time). Otherwise sample from softmax(logits), and with probability
-    ``epsilon`` replace the sample by a uniformly random action (epsilon-greedy exploration, 0.05
-    in the authors' code). ``valid`` (A,) bool restricts the random actions (disabled modules);
-    a (B, A) bool ``valid`` restricts them per sample (e.g. :func:`reuse_mask`).
+    ``greedy``: argmax (test time). Otherwise epsilon-greedy exploration (0.05 in the authors' code):
+
+    * ``mode="mixed"`` (authors' code): sample from ``(1 - epsilon) softmax(logits) + epsilon / |valid|``
+      (:func:`action_probs`; REINFORCE then uses the log of these mixed probabilities, :func:`action_log_prob`);
+    * ``mode="replace"`` (our former choice): sample from softmax(logits), then with probability ``epsilon``
+      replace the sample by a uniformly random valid action.
+
+    ``valid`` (A,) bool restricts the random actions (disabled modules); a (B, A) bool ``valid``
+    restricts them per sample (e.g. :func:`reuse_mask`).
     """
+    _check_choice("mode", mode, EPSILON_MODES)
     if greedy:
         return logits.argmax(-1)
+    if mode == "mixed":
+        probs = action_probs(logits.detach(), epsilon=epsilon, valid=valid)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
     probs = F.softmax(logits.detach().float(), dim=-1)
     actions = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1)
     if epsilon > 0 and valid is not None and valid.ndim == 2:  # per-sample allowed actions (mask_reuse)

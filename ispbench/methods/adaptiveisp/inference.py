@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from ispbench.ops.modules import NLM_SEARCH, nlm_search_window
 from ispbench.paths import WEIGHTS_DIR
 from ispbench.training.checkpoint import safe_load
 
@@ -29,6 +30,8 @@ from .networks import PolicyNet
 
 #: The shipped accuracy-oriented (lambda_c = 0) checkpoint trained on the embedded low-light split.
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "adaptiveisp_embedded.pt"
+#: Input settings of policy files whose config predates ``stage_plane`` / ``contrast_stat`` (``t / T``, std).
+LEGACY_STAGE_PLANE, LEGACY_CONTRAST_STAT = "fraction", "std"
 
 
 @dataclass
@@ -63,6 +66,10 @@ class PolicyRun:
 def load_policy(path: str | Path | None = None, device: str = "cpu") -> PolicyNet:
     """Load a policy from an exported file (``--export``) or a training checkpoint ``last.pt``.
 
+    The config's ``stage_plane`` / ``contrast_stat`` say how the policy's input was built; a file
+    without them (written before the options existed, e.g. the first shipped embedded policy) gets
+    the former behaviour: ``"fraction"`` (``t / T``) and ``"std"``.
+
     Raises:
         FileNotFoundError: with the command that trains one, when ``path`` does not exist.
     """
@@ -83,6 +90,9 @@ def load_policy(path: str | Path | None = None, device: str = "cpu") -> PolicyNe
         config["module_names"], use_stop=config["use_stop"], param_heads=config["param_heads"],
         param_sizes=config["param_sizes"], disabled_modules=config.get("disabled_modules", ()),
         mask_reuse=config.get("mask_reuse", False),
+        # files written before these options existed were trained with t / T and the luminance std
+        stage_plane=config.get("stage_plane", LEGACY_STAGE_PLANE), contrast_stat=config.get("contrast_stat", LEGACY_CONTRAST_STAT),
+        denoise_window=int(config.get("denoise_window", NLM_SEARCH)),
     )
     policy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     policy.metadata = payload.get("metadata", {"train_args": payload.get("args", {})})
@@ -101,19 +111,22 @@ def run_policy(
     generator: torch.Generator | None = None,
     return_stages: bool = False,
     forbid_reuse: bool | None = None,
+    epsilon_mode: str = "mixed",
 ) -> PolicyRun:
     """Process linear images with the policy's per-image pipelines.
 
     Args:
         policy: a :class:`PolicyNet` (put into eval mode here).
         linear_images: (B, 3, H, W) linear RGB in [0, 1].
-        T: the number of stages the policy was trained for (its stage channel is ``t / T``).
+        T: the number of stages the policy was trained for (its stage plane holds ``t`` or ``t / T``,
+            as ``policy.stage_plane`` says).
         stages: run only the first ``stages <= T`` stages (Table 5); default ``T``.
         greedy: argmax module choice (test time); ``False`` samples (with ``epsilon``).
         return_stages: keep every intermediate image (for figures).
         forbid_reuse: mask the modules this image already used (a hard version of the reuse
             penalty, which in the paper "constrains the policy network picking the same ISP module no
             more than once"). ``None`` (default): as the policy was trained (``policy.mask_reuse``).
+        epsilon_mode: how ``epsilon`` explores when not ``greedy`` (:func:`.agent.sample_actions`).
     """
     if forbid_reuse is None:
         forbid_reuse = bool(getattr(policy, "mask_reuse", False))
@@ -121,43 +134,47 @@ def run_policy(
     stages = T if stages is None else int(stages)
     if not 0 <= stages <= T:
         raise ValueError(f"run_policy: stages must be in [0, T={T}], got {stages}")
-    policy.eval()
-    device = next(policy.parameters()).device
-    x = linear_images.to(device).float()
-    b, n = x.shape[0], policy.n_modules
-    used = torch.zeros(b, n, device=device)
-    stopped = torch.zeros(b, dtype=torch.bool, device=device)
-    pipelines: list[list[dict]] = [[] for _ in range(b)]
-    indices, images, policy_ms, isp_ms = [], [x.clamp(0, 1)] if return_stages else [], [], []
-    costs = agent.module_costs(policy.module_names).to(device)
-    cost = torch.zeros(b, device=device)
-    for t in range(stages):
-        t0 = time.perf_counter()
-        logits, raw = policy(agent.policy_state(x, used, torch.full((b,), t, device=device), T))
-        if forbid_reuse:
-            pad = torch.zeros(b, logits.shape[1] - n, dtype=torch.bool, device=device)
-            logits = logits.masked_fill(torch.cat([used.bool(), pad], 1), -1e9)
-        params = policy.module_params(raw)
-        actions = agent.sample_actions(logits, epsilon=epsilon, greedy=greedy, generator=generator, valid=policy.action_mask)
-        t1 = time.perf_counter()
-        midx = agent.to_module_index(actions, n, stopped)
-        x = agent.apply_modules(x, midx, params, policy.module_names, clamp=True)
-        t2 = time.perf_counter()
-        policy_ms.append((t1 - t0) * 1000 / b)
-        isp_ms.append((t2 - t1) * 1000 / b)
-        cost += torch.where(midx >= 0, costs[midx.clamp(min=0)], torch.zeros_like(cost))
-        for i in range(b):
-            m = int(midx[i])
-            if m >= 0:
-                name = policy.module_names[m]
-                pipelines[i].append({"stage": t, "module": name, "params": [round(float(v), 5) for v in params[name][i]]})
-        stopped = stopped | (actions >= n)
-        used = agent.mark_used(used, midx)
-        indices.append(midx)
-        if return_stages:
-            images.append(x.clamp(0, 1))
-    module_index = torch.stack(indices, 1) if indices else torch.zeros(b, 0, dtype=torch.long)
-    return PolicyRun(x.clamp(0, 1), pipelines, module_index.cpu(), images, policy_ms, isp_ms, cost.cpu())
+    with nlm_search_window(getattr(policy, "denoise_window", NLM_SEARCH)):  # the window it was trained with
+        policy.eval()
+        device = next(policy.parameters()).device
+        x = linear_images.to(device).float()
+        b, n = x.shape[0], policy.n_modules
+        used = torch.zeros(b, n, device=device)
+        stopped = torch.zeros(b, dtype=torch.bool, device=device)
+        pipelines: list[list[dict]] = [[] for _ in range(b)]
+        indices, images, policy_ms, isp_ms = [], [x.clamp(0, 1)] if return_stages else [], [], []
+        costs = agent.module_costs(policy.module_names).to(device)
+        cost = torch.zeros(b, device=device)
+        for t in range(stages):
+            t0 = time.perf_counter()
+            stage = torch.full((b,), t, device=device)
+            logits, raw = policy(agent.policy_state(x, used, stage, T, stage_plane=getattr(policy, "stage_plane", LEGACY_STAGE_PLANE)))
+            valid = policy.action_mask
+            if forbid_reuse:
+                valid = agent.reuse_mask(used, policy.n_actions, policy.action_mask)
+                logits = logits.masked_fill(~valid, -1e9)
+            params = policy.module_params(raw)
+            actions = agent.sample_actions(logits, epsilon=epsilon, greedy=greedy, generator=generator, valid=valid,
+                                           mode=epsilon_mode)
+            t1 = time.perf_counter()
+            midx = agent.to_module_index(actions, n, stopped)
+            x = agent.apply_modules(x, midx, params, policy.module_names, clamp=True)
+            t2 = time.perf_counter()
+            policy_ms.append((t1 - t0) * 1000 / b)
+            isp_ms.append((t2 - t1) * 1000 / b)
+            cost += torch.where(midx >= 0, costs[midx.clamp(min=0)], torch.zeros_like(cost))
+            for i in range(b):
+                m = int(midx[i])
+                if m >= 0:
+                    name = policy.module_names[m]
+                    pipelines[i].append({"stage": t, "module": name, "params": [round(float(v), 5) for v in params[name][i]]})
+            stopped = stopped | (actions >= n)
+            used = agent.mark_used(used, midx)
+            indices.append(midx)
+            if return_stages:
+                images.append(x.clamp(0, 1))
+        module_index = torch.stack(indices, 1) if indices else torch.zeros(b, 0, dtype=torch.long)
+        return PolicyRun(x.clamp(0, 1), pipelines, module_index.cpu(), images, policy_ms, isp_ms, cost.cpu())
 
 
 def make_isp_fn(

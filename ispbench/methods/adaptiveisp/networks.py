@@ -4,11 +4,13 @@ Both networks look at a 64x64 down-sample of the current image plus constant "ex
 
 * policy input (``3 + N + 1`` channels, paper Fig. 12): the image, ``N = 10`` "module used" bits
   (one constant plane per module of :data:`ispbench.ops.MODULE_NAMES`) and one "stage" plane
-  holding ``t / T``. The authors' code has two more planes (a constant "reward" flag and a
+  holding ``t`` (authors' code; ``stage_plane="index"``) or ``t / T`` (``"fraction"``, the shipped
+  embedded policy's). The authors' code has two more planes (a constant "reward" flag and a
   "stopped" flag); we leave both out: the reward flag is always 1 in their code and stopped
   samples are never fed to the policy again here (the executor skips them).
 * value input (``3 + N + 1 + 3`` channels): the policy input plus the image's mean luminance,
-  contrast and saturation as three constant planes (Appendix C.3).
+  contrast (luminance variance, authors' code, or its std: ``contrast_stat``) and saturation as
+  three constant planes (Appendix C.3).
 
 Feature extractor: four ``Conv(4x4, stride 2) - BatchNorm - LeakyReLU(0.2)`` layers with
 32-64-128-256 channels, 64 -> 4 px, flattened to ``256 * 4 * 4 = 4096`` features.
@@ -44,6 +46,10 @@ from ispbench import ops
 STATE_SIZE = 64
 #: Width of the flattened CNN features (256 channels x 4 x 4).
 N_FEATURES = 4096
+#: Stage-plane contents: ``index`` = ``t`` (authors' code), ``fraction`` = ``t / T``.
+STAGE_PLANES = ("index", "fraction")
+#: Contrast statistic of the value input: ``variance`` (authors' code) or ``std`` of the luminance.
+CONTRAST_STATS = ("variance", "std")
 
 
 class FeatureExtractor(nn.Module):
@@ -89,6 +95,12 @@ class PolicyNet(nn.Module):
         disabled_modules: modules the selector may never pick (logit -1e9), e.g. ``["denoise"]``
             on a CPU, where our NLM costs ~6 s per 256 px image forward + backward. The paper's
             Table 4 never selects Denoise (0% at every lambda_c).
+        stage_plane: what the stage plane of the input holds: ``"index"`` = ``t`` (authors' code) or
+            ``"fraction"`` = ``t / T`` (:func:`.agent.policy_state`); stored in the config so that
+            inference builds the same input. Files without it were trained with ``"fraction"``.
+        contrast_stat: the value net's contrast statistic during training (``"variance"``, authors'
+            code, or ``"std"``); the policy does not read it, the config records it with the other
+            input settings (files without it: ``"std"``).
 
     ``forward(state)`` returns ``(logits (B, A), raw)`` where ``raw[name]`` is the pre-squash head
     output ``(B, n_params)``; :meth:`module_params` maps it into the module's range.
@@ -104,8 +116,21 @@ class PolicyNet(nn.Module):
         param_sizes: dict[str, int] | None = None,
         disabled_modules: Sequence[str] = (),
         mask_reuse: bool = False,
+        stage_plane: str = "index",
+        contrast_stat: str = "variance",
+        denoise_window: int = ops.modules.NLM_SEARCH,
     ) -> None:
         super().__init__()
+        if isinstance(denoise_window, bool) or not isinstance(denoise_window, int) or denoise_window < 1 or denoise_window % 2 == 0:
+            raise ValueError(f"PolicyNet: denoise_window must be an odd int >= 1, got {denoise_window!r}")
+        #: Denoise's search window in training and, via the config, at inference (11 = the authors')
+        self.denoise_window = denoise_window
+        if stage_plane not in STAGE_PLANES:
+            raise ValueError(f"PolicyNet: stage_plane must be one of {list(STAGE_PLANES)}, got {stage_plane!r}")
+        if contrast_stat not in CONTRAST_STATS:
+            raise ValueError(f"PolicyNet: contrast_stat must be one of {list(CONTRAST_STATS)}, got {contrast_stat!r}")
+        self.stage_plane = stage_plane
+        self.contrast_stat = contrast_stat
         #: forbid modules already used in this episode (masked out of the softmax); stored in the
         #: config so that inference applies the same rule the policy was trained with.
         self.mask_reuse = bool(mask_reuse)
@@ -170,6 +195,9 @@ class PolicyNet(nn.Module):
             "param_sizes": self.param_sizes,
             "disabled_modules": self.disabled_modules,
             "mask_reuse": self.mask_reuse,
+            "stage_plane": self.stage_plane,
+            "contrast_stat": self.contrast_stat,
+            "denoise_window": self.denoise_window,
         }
 
     @torch.no_grad()

@@ -7,25 +7,28 @@ What one iteration does (authors' code, paper Sec. 3 and App. A.1/C):
 1. Draw ``batch_size`` states from a **replay pool** of ``pool_size`` (128) images at
    intermediate stages (each with its "used" bits, stage index, boxes and cached detector loss).
 2. Policy: module logits and all modules' parameters (tanh -> range); the module is sampled from
-   softmax with epsilon-greedy (0.05) exploration; STOP (optional ``--use-stop``) = skip.
+   ``(1 - eps) softmax + eps / A`` (authors' epsilon-greedy, eps = 0.05); STOP (optional ``--use-stop``) = skip.
+   The state's stage plane holds ``t`` (authors' code).
 3. Run only the chosen module per sample (differentiable ISP), score the output with the
    *frozen* detector: ``r = (clip(L_in) - clip(L_out)) * 100 - reuse - lambda_c * cost - overexp``.
 4. One-step TD: ``Q = r + gamma * (1 - terminated)(1 - truncated) V(s')``; critic loss
-   ``(Q.detach() - V(s))^2``; selector loss REINFORCE with the TD advantage ``-(Q - V(s)) log pi(a|s)``
+   ``(Q.detach() - V(s))^2`` (``gamma`` = 1 in the authors' code); selector loss REINFORCE with the TD advantage
+   ``-(Q - V(s)) log pi(a|s)`` (``pi`` = the epsilon-mixed probabilities)
    plus the decaying entropy penalty; parameter loss ``-Q``: its gradient flows straight through
    the differentiable ISP, the frozen detector (the ``L_out`` term) and the frozen-for-this-term
    value net (``V(s')``) into the parameter heads.
 5. Put the outputs back into the pool; finished (T stages / STOP) or truncated samples are replaced
    by fresh images at stage 0.
 
-Our switchable options for short CPU runs (all off / paper behaviour by default; the shipped checkpoint's model
-card says which it used): ``--mask-reuse`` (already-used modules masked out of the softmax),
+Our switchable options for short CPU runs (all off / the authors' code by default; the shipped checkpoint's model
+card says which it used; :data:`.recipes.CPU_SHORTCUTS` lists the CPU recipe's): ``--gamma 0.99``, ``--grad-clip 1``,
+``--epsilon-mode replace``, ``--stage-plane fraction``, ``--contrast-stat std``, ``--mask-reuse`` (already-used modules masked out of the softmax),
 ``--param-init hpo`` (head biases = the HPO baseline's learned values), ``--param-warmup N`` (uniform module choice,
 no selector loss, for the first N iterations), ``--advantage-norm``, ``--param-objective reward`` (heads maximise
 the stage's own reward, not Q), ``--snapshot-every N`` (exported snapshots for validation-split selection).
 
 Adam for both nets (3e-5 in the paper; larger for short CPU runs), learning rate x0.1 per third of
-training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clipping. Checkpoints
+training (``lr * 0.1 ** (3 * it / iterations)``, App. A.1), gradient-norm clipping (to 1e-5, authors' code). Checkpoints
 (nets, optimisers, pool, data order, RNG states, metrics) are written atomically to
 ``out_dir/last.pt``; a rerun with the same ``out_dir`` resumes from there (refused when the settings differ, unless
 ``--allow-changed-settings``) and gives the same result as an uninterrupted run, including the metric
@@ -38,6 +41,7 @@ learning-rate schedule come from :mod:`ispbench.training.detection`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import sys
@@ -98,10 +102,29 @@ class Args:
     paper's 3e-5 here and a larger ``lr`` for the parameter heads and the critic (their gradients are direct)"""
     lr_decay: bool = True
     """multiply the learning rate by 0.1 per third of training (``lr * 0.1 ** (3 it / iterations)``)"""
-    grad_clip: float = 1.0
-    """clip the gradient norm of each net to this value (0 = off)"""
-    gamma: float = 0.99
-    """discount factor of the one-step TD target"""
+    grad_clip: float = 1e-5
+    """clip the gradient norm of each net to this value (0 = off). Authors' code: 1e-5, which clips nearly every
+    step, so Adam sees gradients of norm 1e-5 and its ``eps`` (1e-8) damps the per-weight steps; our former
+    default (the shipped CPU recipe) is 1.0"""
+    gamma: float = 1.0
+    """discount factor of the one-step TD target (authors' code: 1.0, episodes are at most T stages; our former
+    default, the CPU recipe's: 0.99)"""
+    epsilon_mode: str = "mixed"
+    """how ``epsilon`` explores: ``mixed`` (authors' code: sample from ``(1 - eps) softmax + eps / A`` over the
+    valid actions, and REINFORCE uses the log of these mixed probabilities) or ``replace`` (our former choice, the
+    CPU recipe's: sample from the softmax, replace the sample by a uniform valid action with probability ``eps``,
+    REINFORCE with ``log softmax``)"""
+    stage_plane: str = "index"
+    """what the stage plane of the policy and value inputs holds: ``index`` = ``t`` (authors' code) or ``fraction``
+    = ``t / T`` (our former choice, the CPU recipe's and the shipped embedded policy's); stored in the exported
+    policy's config, which inference follows"""
+    contrast_stat: str = "variance"
+    """the value net's contrast input: ``variance`` of the luminance (authors' code) or its ``std`` (our former
+    choice, the CPU recipe's); recorded in the policy's config"""
+    denoise_window: int = 11
+    """search window of Denoise's non-local means (11 = the authors'); our speed option: 5 or 3 at 160 px cover the
+    scene area of the authors' 11 at 512 px and make an all-Denoise step 1.09x / 1.02x a step without Denoise
+    (11: 1.61x; ``ispbench bench ops --step``); recorded in the policy's config, which inference follows"""
     T: int = 5
     """maximum number of ISP stages (5 in the paper)"""
     use_stop: bool = False
@@ -115,7 +138,7 @@ class Args:
     entropy_coef: float = 0.05
     """entropy penalty ``(1 - progress) * coef * (ln A - H)`` (eq. 10, authors' form)"""
     epsilon: float = 0.05
-    """epsilon-greedy exploration probability of the module choice"""
+    """epsilon-greedy exploration probability of the module choice (0.05, authors' code; see ``epsilon_mode``)"""
     reward_scale: float = 100.0
     """multiplier of the clipped detector-loss difference"""
     loss_clip: float = 0.0
@@ -271,7 +294,11 @@ def train(args: Args) -> dict:
     n_modules = len(names)
     disabled = [m.strip() for m in args.disabled_modules.split(",") if m.strip()]
     policy = PolicyNet(names, use_stop=args.use_stop, param_heads=args.param_heads, disabled_modules=disabled,
-                       mask_reuse=args.mask_reuse).to(device)
+                       mask_reuse=args.mask_reuse, stage_plane=args.stage_plane,
+                       contrast_stat=args.contrast_stat, denoise_window=args.denoise_window).to(device)
+    if args.epsilon_mode not in agent.EPSILON_MODES:
+        raise ValueError(f"epsilon_mode must be one of {list(agent.EPSILON_MODES)}, got {args.epsilon_mode!r}")
+    plane, contrast = args.stage_plane, args.contrast_stat
     if args.param_init == "hpo":
         hpo = load_baseline(args.param_init_weights or default_weights("hpo"))
         set_ = policy.init_head_biases({k: v.detach().float() for k, v in hpo.raw.items()})
@@ -351,6 +378,8 @@ def train(args: Args) -> dict:
         print(f"loss_clip (auto, 90th percentile of the input images' detector loss): {loss_clip:.4f}", file=sys.stderr)
 
     t0 = time.perf_counter()
+    window = contextlib.ExitStack()  # Denoise's search window for the whole loop (closed after it)
+    window.enter_context(ops.modules.nlm_search_window(args.denoise_window))
     bar = progress_bar(args.iterations, start, "adaptiveisp", enabled=args.progress_bar)
     policy.train()
     value.train()
@@ -370,7 +399,7 @@ def train(args: Args) -> dict:
         targets = make_targets([pool.labels[int(s)] for s in slots]).to(device)
 
         # --- act
-        logits, raw = policy(agent.policy_state(x, used, stage, args.T))
+        logits, raw = policy(agent.policy_state(x, used, stage, args.T, stage_plane=plane))
         params = policy.module_params(raw)
         valid = policy.action_mask
         if args.mask_reuse:
@@ -381,7 +410,7 @@ def train(args: Args) -> dict:
             uniform = valid.float().expand(args.batch_size, -1) if valid.ndim == 1 else valid.float()
             actions = torch.multinomial(uniform.cpu(), 1, generator=gen).squeeze(1).to(device)
         else:
-            actions = agent.sample_actions(logits, epsilon=args.epsilon, generator=gen, valid=valid)
+            actions = agent.sample_actions(logits, epsilon=args.epsilon, generator=gen, valid=valid, mode=args.epsilon_mode)
         stop_now = actions >= n_modules
         midx = agent.to_module_index(actions, n_modules)
         x_raw = agent.apply_modules(x, midx, params, names, clamp=False)  # may exceed 1 (over-exposure)
@@ -404,16 +433,18 @@ def train(args: Args) -> dict:
         # --- V(s') with the value net's weights frozen, gradient to the image (for the params)
         for p in value.parameters():
             p.requires_grad_(False)
-        v_next = value(agent.value_state(x_next, used_next, stage_next, args.T))
+        v_next = value(agent.value_state(x_next, used_next, stage_next, args.T, stage_plane=plane, contrast=contrast))
         for p in value.parameters():
             p.requires_grad_(True)
         q = reward + args.gamma * mask * v_next
-        v = value(agent.value_state(x.detach(), used, stage, args.T))
+        v = value(agent.value_state(x.detach(), used, stage, args.T, stage_plane=plane, contrast=contrast))
         advantage = (q - v).detach()
         if args.advantage_norm:
             advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-6)
         critic_loss = F.mse_loss(v, q.detach())
-        logp = F.log_softmax(logits, -1).gather(1, actions.view(-1, 1)).squeeze(1)
+        # log pi(a|s) of the distribution the action was drawn from (mixed) or of the softmax (replace)
+        logp = agent.action_log_prob(logits, actions, epsilon=0.0 if warmup else args.epsilon, valid=valid,
+                                     mode=args.epsilon_mode)
         ent_pen = agent.entropy_penalty(logits, progress, args.entropy_coef, n_valid)
         selector_loss = -(advantage * logp).mean() + ent_pen.mean()
         if warmup:
@@ -478,6 +509,7 @@ def train(args: Args) -> dict:
                 "train_args": flat_dict(args), "iterations": it + 1,
                 "elapsed_s": round(elapsed_before + time.perf_counter() - t0, 1)})
     bar.close()
+    window.close()
 
     elapsed = elapsed_before + time.perf_counter() - t0
     summary = {

@@ -94,14 +94,25 @@ def test_states_hold_used_stage_and_stats():
     x = torch.full((2, 3, 128, 128), 0.25)
     used = torch.zeros(2, 10)
     used[1, 4] = 1
-    s = agent.policy_state(x, used, torch.tensor([0, 3]), T=5)
+    s = agent.policy_state(x, used, torch.tensor([0, 3]), T=5, stage_plane="fraction")
     assert s.shape == (2, 14, 64, 64)
     assert torch.allclose(s[:, :3], torch.full((2, 3, 64, 64), 0.25))
     assert s[1, 3 + 4].min() == 1 and s[0, 3 + 4].max() == 0
     assert torch.allclose(s[:, 13, 0, 0], torch.tensor([0.0, 0.6]))
+    # authors' code (the default): the stage plane holds t itself
+    assert torch.allclose(agent.policy_state(x, used, torch.tensor([0, 3]), T=5)[:, 13, 0, 0], torch.tensor([0.0, 3.0]))
     v = agent.value_state(x, used, torch.tensor([0, 3]), T=5)
     assert v.shape == (2, 17, 64, 64)
     assert torch.allclose(v[0, 14:, 0, 0], torch.tensor([0.25, 0.0, 0.0]), atol=1e-5)  # lum, contrast, sat
+    # contrast statistic: luminance variance (authors) or std, on a half-black half-white image (lum 0 / 1)
+    y = torch.zeros(1, 3, 8, 8)
+    y[..., 4:] = 1.0
+    assert torch.allclose(agent.image_stats(y)[0, 1], torch.tensor(0.25), atol=1e-5)
+    assert torch.allclose(agent.image_stats(y, "std")[0, 1], torch.tensor(0.5), atol=1e-5)
+    with pytest.raises(ValueError, match="stage_plane"):
+        agent.policy_state(x, used, torch.tensor([0, 3]), T=5, stage_plane="t")
+    with pytest.raises(ValueError, match="contrast"):
+        agent.image_stats(y, "range")
     with pytest.raises(ValueError, match="used must be"):
         agent.policy_state(x, torch.zeros(3, 10), torch.tensor([0, 0]), 5)
 
@@ -118,3 +129,24 @@ def test_reuse_mask_and_per_sample_valid_exploration():
     per_row = torch.tensor([[False, True, False]]).expand(400, -1)
     a = agent.sample_actions(logits.masked_fill(~per_row, -1e9), epsilon=1.0, generator=g, valid=per_row)
     assert (a == 1).all()  # exploration also respects the per-sample mask
+
+
+def test_mixed_epsilon_probabilities_and_log_prob_by_hand():
+    logits = torch.tensor([[0.0, 50.0, 0.0]])  # softmax ~ (0, 1, 0)
+    valid = torch.tensor([True, True, False])
+    p = agent.action_probs(logits, epsilon=0.1, valid=valid)
+    assert torch.allclose(p, torch.tensor([[0.05, 0.95, 0.0]]), atol=1e-6)  # (1 - eps) softmax + eps / |valid|
+    lp = agent.action_log_prob(logits, torch.tensor([0]), epsilon=0.1, valid=valid)
+    assert torch.allclose(lp, torch.tensor([math.log(0.05)]), atol=1e-5)
+    # "replace" (our former choice) uses the plain log-softmax, ~ -50 for the explored action
+    assert agent.action_log_prob(logits, torch.tensor([0]), epsilon=0.1, valid=valid, mode="replace") < -49
+    # the mixed log-prob is differentiable in the logits
+    x = torch.zeros(1, 3, requires_grad=True)
+    agent.action_log_prob(x, torch.tensor([1]), epsilon=0.1, valid=valid).sum().backward()
+    assert x.grad[0, 1] > 0
+    # sampling frequencies follow the mixed probabilities
+    g = torch.Generator().manual_seed(0)
+    a = agent.sample_actions(logits.expand(4000, -1), epsilon=0.1, valid=valid, generator=g)
+    assert 0.03 < (a == 0).float().mean() < 0.07 and not (a == 2).any()
+    with pytest.raises(ValueError, match="mode"):
+        agent.sample_actions(logits, epsilon=0.1, mode="both")

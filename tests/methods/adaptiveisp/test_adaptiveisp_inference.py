@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from ispbench import ops
@@ -17,16 +18,17 @@ class ScriptedPolicy(PolicyNet):
 
     def forward(self, state):
         logits, raw = super().forward(state)
-        stage = (state[:, 13, 0, 0] * 5).round().long()
+        stage = (state[:, 13, 0, 0] * (5 if self.stage_plane == "fraction" else 1)).round().long()
         choice = torch.where(stage == 0, 0, torch.where(stage == 1, 3, 10))
         logits = torch.nn.functional.one_hot(choice, self.n_actions).float() * 50
         raw["exposure"] = torch.full_like(raw["exposure"], math.atanh(1 / 3.5))  # p = 3.5 tanh = 1 EV
         return logits, raw
 
 
-def test_pipeline_as_data_and_stop():
+@pytest.mark.parametrize("stage_plane", ["index", "fraction"])
+def test_pipeline_as_data_and_stop(stage_plane):
     torch.manual_seed(0)
-    policy = ScriptedPolicy(use_stop=True, param_heads="shared")
+    policy = ScriptedPolicy(use_stop=True, param_heads="shared", stage_plane=stage_plane)
     x = torch.rand(3, 3, 32, 32) * 0.2
     run = run_policy(policy, x, T=5, return_stages=True)
     assert [step["module"] for step in run.pipelines[0]] == ["exposure", "gamma"]
@@ -95,3 +97,47 @@ def test_mask_reuse_policy_masks_by_default_and_survives_export(tmp_path):
     for p in run_policy(loaded, x).pipelines:  # default: as trained (masked)
         assert len({s["module"] for s in p}) == 5
     assert all([s["module"] for s in p] == ["gamma"] * 5 for p in run_policy(loaded, x, forbid_reuse=False).pipelines)
+
+
+def test_old_policy_files_load_with_the_former_inputs(tmp_path):
+    """A config without stage_plane / contrast_stat (files written before them) means t / T and the std."""
+    torch.manual_seed(2)
+    policy = ScriptedPolicy(use_stop=True, param_heads="shared", stage_plane="fraction", contrast_stat="std")
+    path = export_policy(policy, tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    for key in ("stage_plane", "contrast_stat"):
+        del payload["config"][key]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = load_policy(tmp_path / "old.pt")
+    assert (loaded.stage_plane, loaded.contrast_stat) == ("fraction", "std")
+    new = load_policy(export_policy(PolicyNet(param_heads="shared"), tmp_path / "new.pt"))
+    assert (new.stage_plane, new.contrast_stat) == ("index", "variance")
+    shipped = load_policy()  # ispbench/weights/adaptiveisp_embedded.pt, trained with t / T and the std
+    assert (shipped.stage_plane, shipped.contrast_stat) == ("fraction", "std")
+
+
+def test_denoise_window_travels_with_the_policy(tmp_path):
+    """A policy trained with a smaller Denoise window runs with it at inference, after export and load."""
+    from unittest import mock
+
+    from ispbench.methods.adaptiveisp.inference import load_policy, run_policy
+    from ispbench.methods.adaptiveisp.networks import PolicyNet
+    from ispbench.methods.adaptiveisp.train import export_policy
+    from ispbench.ops import modules
+
+    torch.manual_seed(0)
+    policy = PolicyNet(param_heads="shared", denoise_window=5)
+    loaded = load_policy(export_policy(policy, tmp_path / "p.pt"))
+    assert loaded.denoise_window == 5 and PolicyNet().denoise_window == modules.NLM_SEARCH
+    seen = []
+    real = modules.nlm_search_window
+
+    def spy(window):
+        seen.append(window)
+        return real(window)
+
+    with mock.patch("ispbench.methods.adaptiveisp.inference.nlm_search_window", spy):
+        run_policy(loaded, torch.rand(1, 3, 32, 32), stages=1)
+    assert seen == [5]
+    with pytest.raises(ValueError, match="denoise_window"):
+        PolicyNet(denoise_window=4)
