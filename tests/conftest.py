@@ -17,3 +17,14 @@ def results_env(tmp_path, monkeypatch):
     root = tmp_path / "results"
     monkeypatch.setenv("ISPBENCH_RESULTS", str(root))
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (learning tests: steady timing beside other jobs), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -83,11 +83,11 @@ class GeneratorConfig:
     #: Largest fraction of an object that earlier objects' visible parts may cover.
     max_occlusion: float = 0.35
     photo_background_prob: float = 0.6
-    #: Scene illuminance ranges (log-uniform): auto-exposure then spans 1/4700-1/25 s at ISO 100-800
-    #: in normal light and 1/60-1/15 s at ISO 100-6400, up to ~6 stops under-exposed, in low light.
+    #: Scene illuminance ranges in lux, drawn log-uniformly. Auto-exposure then spans 1/4700-1/25 s at
+    #: ISO 100-800 in normal light and 1/60-1/15 s at ISO 100-6400, up to ~6 stops under-exposed, in low light.
     normal_lux: tuple[float, float] = (30.0, 30000.0)
     low_lux: tuple[float, float] = (0.02, 300.0)
-    #: Hand-shake speed during the exposure, pixels per second at 160 px (log-uniform).
+    #: Hand-shake speed during the exposure in pixels per second at 160 px, drawn log-uniformly.
     shake_px_per_s: tuple[float, float] = (10.0, 120.0)
 
     @property

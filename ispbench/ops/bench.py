@@ -16,8 +16,8 @@ is timed and printed beside:
 
 Denoise (non-local means, by far the slowest module) is also timed on its own, forward and
 forward + backward (gradients for the image and the strength), for the implementation in use
-(:func:`ispbench.ops.modules._nlm`) beside the former one it replaced
-(:func:`ispbench.ops.modules._nlm_reference`, same function), in alternating rounds, with the
+(``ispbench.ops.modules._nlm``) beside the former one it replaced
+(``ispbench.ops.modules._nlm_reference``, same function), in alternating rounds, with the
 speed-up (table ``denoise``; cases ``--denoise-cases``, default 160 px batch 1 and 8, 512 px
 batch 2).
 
@@ -162,8 +162,8 @@ def parse_case(text: str) -> tuple[int, int]:
 
 
 def denoise_rows(cases: list[tuple[int, int]], repeats: int, device: str, references: bool = True) -> list[dict]:
-    """Denoise forward and forward + backward, today's :func:`~ispbench.ops.modules._nlm` beside
-    the former :func:`~ispbench.ops.modules._nlm_reference` (same function), side by side.
+    """Denoise forward and forward + backward, today's ``_nlm`` beside
+    the former ``_nlm_reference`` (same function), side by side.
 
     Random images, strengths in [0.3, 1]; the backward pass computes the gradients of
     ``sum(out * G)`` (``G`` fixed random) for the image and the strength.

@@ -388,7 +388,7 @@ def nlm_search_window(window: int) -> Iterator[None]:
     """Inside, ``apply("denoise", ...)`` searches a ``window x window`` neighbourhood (odd, >= 1).
 
     A named speed option, **not the paper's module**: outside it the window is the authors' 11
-    (:data:`NLM_SEARCH`). The cost is proportional to ``(window**2 - 1) / 2`` (5: 12 offset
+    (``NLM_SEARCH``). The cost is proportional to ``(window**2 - 1) / 2`` (5: 12 offset
     pairs instead of 60). The authors' 11-pixel window at 512 px covers the scene area of a 3-5
     pixel window at 160 px (:func:`scaled_search_window`). The 5 x 5 patch and ``h`` are
     unchanged; window 1 is the identity. It is a context variable, like

@@ -19,13 +19,7 @@ from ispbench.detection_baselines import train as trainer
 from ispbench.methods.adaptiveisp.recipes import BASELINE_LR, BASELINE_PIPELINE
 from ispbench.training.config import from_overrides
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tmp_path, method: str) -> tuple[torch.nn.Module, torch.Tensor]:

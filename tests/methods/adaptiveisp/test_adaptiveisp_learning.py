@@ -38,12 +38,7 @@ OTHER_BRIGHTENERS = "denoise,gamma,tone,contrast"
 ALLOWED = [m for m in ops.MODULE_NAMES if m not in OTHER_BRIGHTENERS.split(",")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(tmp_path, **kw) -> trainer.Args:
