@@ -233,11 +233,6 @@ def _balanced_cycle(pool: list[int], batch: int, gen: torch.Generator) -> list[T
     return list(slots.view(len(pool), batch))
 
 
-def _windowed(fn: Callable[[list[Tensor]], None], cycle: list[Tensor], window: int) -> None:
-    with M.nlm_search_window(window):
-        fn(cycle)
-
-
 def step_rows(size: int, batch: int, repeats: int, device: str, windows: list[int]) -> list[dict]:
     """The training-step table (see the module docstring): ISP part, detector, whole step."""
     dev = torch.device(device)
@@ -262,16 +257,21 @@ def step_rows(size: int, batch: int, repeats: int, device: str, windows: list[in
 
     fns: dict[str, Callable[[], object]] = {}
     steps: dict[str, int] = {}
-    for label, cycle in cycles.items():
-        fns[f"ISP part|{label}|today"] = lambda c=cycle: isp_cycle(c)
-        steps[f"ISP part|{label}|today"] = len(cycle)
-        if "(a)" not in label:
-            fns[f"ISP part|{label}|former"] = lambda c=cycle: isp_cycle(c, M._nlm_reference)
-            steps[f"ISP part|{label}|former"] = len(cycle)
-    for w in windows:
-        key = f"ISP part|(c) all denoise|today, nlm_search_window({w})"
-        fns[key] = lambda w=w: isp_cycle(cycles["(c) all denoise"], window=w)
-        steps[key] = 1
+
+    def register(part: str, run: Callable[..., None]) -> None:
+        """Rows of one part: each cycle today (and with the former Denoise), and all-Denoise per window."""
+        for label, cycle in cycles.items():
+            fns[f"{part}|{label}|today"] = lambda c=cycle: run(c)
+            steps[f"{part}|{label}|today"] = len(cycle)
+            if "(a)" not in label:
+                fns[f"{part}|{label}|former"] = lambda c=cycle: run(c, M._nlm_reference)
+                steps[f"{part}|{label}|former"] = len(cycle)
+        for w in windows:
+            key = f"{part}|(c) all denoise|today, nlm_search_window({w})"
+            fns[key] = lambda w=w: run(cycles["(c) all denoise"], window=w)
+            steps[key] = 1
+
+    register("ISP part", isp_cycle)
 
     detector = None
     if DEFAULT_WEIGHTS.is_file():
@@ -288,8 +288,8 @@ def step_rows(size: int, batch: int, repeats: int, device: str, windows: list[in
             image = x.clone().requires_grad_(True)
             torch.autograd.grad(detector.per_image_loss(image, targets).sum(), image)
 
-        def whole_cycle(cycle: list[Tensor], nlm=None) -> None:  # one trainer iteration per entry (train.py's order)
-            with _denoise_implementation(nlm):
+        def whole_cycle(cycle: list[Tensor], nlm=None, window: int = M.NLM_SEARCH) -> None:  # one trainer iteration per entry
+            with _denoise_implementation(nlm), M.nlm_search_window(window):
                 _whole_steps(cycle)
 
         def _whole_steps(cycle: list[Tensor]) -> None:
@@ -315,16 +315,7 @@ def step_rows(size: int, batch: int, repeats: int, device: str, windows: list[in
 
         fns["detector|per-image loss, forward+backward to the image|"] = detector_step
         steps["detector|per-image loss, forward+backward to the image|"] = 1
-        for label, cycle in cycles.items():
-            fns[f"whole step|{label}|today"] = lambda c=cycle: whole_cycle(c)
-            steps[f"whole step|{label}|today"] = len(cycle)
-            if "(a)" not in label:
-                fns[f"whole step|{label}|former"] = lambda c=cycle: whole_cycle(c, M._nlm_reference)
-                steps[f"whole step|{label}|former"] = len(cycle)
-        key = "whole step|(c) all denoise|today, nlm_search_window({})"
-        for w in windows:
-            fns[key.format(w)] = lambda w=w: _windowed(whole_cycle, cycles["(c) all denoise"], w)
-            steps[key.format(w)] = 1
+        register("whole step", whole_cycle)
     else:
         print(f"  step: the embedded detector {DEFAULT_WEIGHTS} is missing (`ispbench train detector`): "
               "detector and whole-step rows skipped", flush=True)
