@@ -153,6 +153,7 @@ EXPECTED_COUNTS = {
     (A, "8"): 22, (A, "9"): 4, (A, "10"): 6,
     (R, "1"): 28, (R, "2"): 16, (R, "3"): 18, (R, "4"): 10,
     ("IRPO", "abstract"): 2,
+    ("POS-ISP", "main"): 72, ("POS-ISP", "efficiency"): 17,
 }
 
 
@@ -199,20 +200,23 @@ def test_table4_and_8_settings():
     assert papers.value(A, 3, "LOD", "RGB", "mAP@0.5:0.95", "detector=DDQ") == 35.9
 
 
-def test_irpo_deltas_and_posisp_empty():
+def test_irpo_deltas_and_posisp_tables():
     irpo = papers.load("IRPO")
     assert sorted(irpo["value"]) == [0.83, 3.43]
     assert set(irpo["setting"]) == {"relative_to=AdaIR"}
-    posisp = papers.load("pos-isp")
-    assert posisp.empty and list(posisp.columns) == papers.COLUMNS
-    assert papers.tables("POS-ISP") == []
+    assert papers.tables("POS-ISP") == ["efficiency", "main"]
+    # spot checks against the reference's tables
+    assert papers.value("POS-ISP", "main", "LIS-Dark", "POS-ISP", "mAP@0.5") == 51.8
+    assert papers.value("POS-ISP", "main", "LOD-All", "ReconfigISP", "mAP@0.75") == 54.4
+    assert papers.value("POS-ISP", "efficiency", "", "POS-ISP", "MACs", "device=RTX 2080 Ti") == 15.1
+    assert papers.value("POS-ISP", "efficiency", "", "AdaptiveISP", "time", "device=Galaxy S10 CPU") == 29.0
 
 
 # ----------------------------------------------------------------------------- load / value / tables
 
 def test_load_all_and_one():
     everything = papers.load()
-    assert set(everything["paper"]) == {A, R, "IRPO"}
+    assert set(everything["paper"]) == {A, R, "IRPO", "POS-ISP"}
     assert len(everything) == sum(EXPECTED_COUNTS.values())
     one = papers.load("adaptiveisp")
     assert set(one["paper"]) == {A}

@@ -61,6 +61,12 @@ def _detector(path):
     return FrozenDetector(path, imgsz=64)
 
 
+def _segmenter(path):
+    from ispbench.tasks.segmenter import FrozenSegmenter
+
+    return FrozenSegmenter(path, imgsz=64)
+
+
 def _resume(path):
     from ispbench.training.checkpoint import load_checkpoint
 
@@ -74,6 +80,7 @@ LOADERS = {
     "baseline": (_baseline, {"config": None, "state_dict": {}}),
     "proxy": (_proxy, {"state_dict": None, "metrics": {"kind": "cascaded"}}),
     "detector": (_detector, {"model": None, "train_args": {}}),
+    "segmenter": (_segmenter, {"model": None, "train_args": {}}),
     "resume": (_resume, {"iteration": 1, "args": None}),
 }
 
@@ -96,12 +103,13 @@ def test_the_probe_payload_does_run_when_unpickled_unsafely(tmp_path):
     assert marker.exists()
 
 
-#: Ultralytics detector checkpoints pickle their module classes: they load through the restricted loader below.
-DETECTORS = sorted(p.name for p in WEIGHTS_DIR.glob("embedded_yolo*.pt"))
+#: Ultralytics detector and segmenter checkpoints pickle their module classes: they load through the restricted loader below.
+SEGMENTERS = sorted(p.name for p in WEIGHTS_DIR.glob("embedded_yolo*_seg.pt"))
+DETECTORS = sorted(p.name for p in WEIGHTS_DIR.glob("embedded_yolo*.pt") if p.name not in SEGMENTERS)
 
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(WEIGHTS_DIR).as_posix() for p in WEIGHTS_DIR.rglob("*.pt")
-                                        if p.name not in DETECTORS))
+                                        if p.name not in DETECTORS + SEGMENTERS))
 def test_shipped_weights_load_with_weights_only(path):
     torch.load(WEIGHTS_DIR / path, map_location="cpu", weights_only=True)
 
@@ -112,3 +120,11 @@ def test_shipped_detectors_load_through_the_restricted_loader(name):
 
     det = FrozenDetector(WEIGHTS_DIR / name, imgsz=64)
     assert sum(p.numel() for p in det.parameters()) > 0
+
+
+@pytest.mark.parametrize("name", SEGMENTERS)
+def test_shipped_segmenters_load_through_the_restricted_loader(name):
+    from ispbench.tasks.segmenter import FrozenSegmenter
+
+    seg = FrozenSegmenter(WEIGHTS_DIR / name, imgsz=64)
+    assert sum(p.numel() for p in seg.parameters()) > 0

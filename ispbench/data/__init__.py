@@ -4,6 +4,7 @@ Real datasets (the user downloads them; ``ispbench data prepare NAME --root DIR`
 once into linear 16-bit PNGs, YOLO label files and split files; see ``data_cards/NAME.md``):
 
 - ``lod``: :class:`ispbench.data.lod.LODDataset`, detection (AdaptiveISP)
+- ``lis``: :class:`ispbench.data.lis.LISDataset`, instance segmentation in the dark (POS-ISP; LIS-Dark / LIS-All)
 - ``oneplus``: :class:`ispbench.data.oneplus.OnePlusDataset`, detection (AdaptiveISP)
 - ``coco_raw``: :class:`ispbench.data.coco_raw.RawCOCODataset`, detection (AdaptiveISP)
 - ``fivek``: :class:`ispbench.data.fivek.FiveKDataset`, photo finishing (RLPixTuner)
@@ -21,6 +22,7 @@ from typing import Any
 #: Each real dataset's name and the import path of its loader class.
 REAL_DATASETS: dict[str, str] = {
     "lod": "ispbench.data.lod:LODDataset",
+    "lis": "ispbench.data.lis:LISDataset",
     "oneplus": "ispbench.data.oneplus:OnePlusDataset",
     "coco_raw": "ispbench.data.coco_raw:RawCOCODataset",
     "fivek": "ispbench.data.fivek:FiveKDataset",

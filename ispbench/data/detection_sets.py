@@ -14,9 +14,10 @@ from ispbench.data import get_dataset, synthetic_detection
 from ispbench.data.prepared import DatasetMissingError, prepare_command
 
 
-def embedded_split(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0):
-    """The embedded split, optionally only its first ``n_images`` items."""
-    ds = synthetic_detection.load_split(split, light, root=data_root or None)
+def embedded_split(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0, *,
+                   with_masks: bool = False):
+    """The embedded split, optionally only its first ``n_images`` items (with instance ``masks`` when asked)."""
+    ds = synthetic_detection.load_split(split, light, root=data_root or None, with_masks=with_masks)
     if n_images and n_images < len(ds):
         ds = torch.utils.data.Subset(ds, list(range(n_images)))
     return ds

@@ -39,6 +39,7 @@ PREPARERS: dict[str, str] = {
     "coco_raw": "ispbench.data.coco_raw",
     "fivek": "ispbench.data.fivek",
     "hdrplus": "ispbench.data.hdrplus",
+    "lis": "ispbench.data.lis",
 }
 
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="where to write the prepared files (default: ROOT/ispbench-prepared)")
     p.add_argument("--limit", type=int, default=None, help="prepare only the first N items (smoke runs)")
     p.add_argument("--max-side", type=int, default=None, help="downscale so the longer side is at most this many pixels (default: keep)")
-    p.add_argument("--splits", type=Path, default=None, help="folder with the authors' split lists (LOD: train.txt, val.txt, test.txt)")
+    p.add_argument("--splits", type=Path, default=None, help="folder with the authors' split lists (LOD: train.txt, val.txt, test.txt; LIS: its lis_coco_*.json files)")
     p.add_argument("--extract", action="store_true", help="first extract the zip/tar archives found directly in --root")
     return p
 

@@ -19,18 +19,30 @@ On disk (``cache_dir()/embedded_detection/<version hash>/``)::
     raw/{split}_{light}.npy           (N, H, W) uint16 14-bit RGGB Bayer frames (black level 512)
     meta/{split}_{light}.json         per-image metadata (iso, exposure_time, light, ...)
     labels/{split}.json               boxes per scene (the same for both lights)
+    masks/{split}.npz                 ``instance_ids``: (N, H, W) uint8 instance-id maps (0 = background,
+                                      k = the k-th object of the scene's label list), see :func:`instance_id_map`
     yolo/images/{split}/*.png         normal-light sRGB (static default ISP), for the detector
     yolo/labels/{split}/*.txt         YOLO labels ``class cx cy w h`` (normalised)
     yolo/data.yaml                    ultralytics data file
     yolo_low/images/{val,test}/*.png  low-light sRGB through the same default ISP (evaluation)
     yolo_low/labels/..., yolo_low/data.yaml
+    yolo_seg/images/{split}/*.png     the same PNGs as ``yolo/`` (hard links where possible), for the segmenter
+    yolo_seg/labels/{split}/*.txt     YOLO segment labels ``class x1 y1 x2 y2 ...`` (one polygon per object,
+                                      holes and separate parts joined by zero-width cuts, see :func:`mask_polygon`)
+    yolo_seg/data.yaml, yolo_seg_low/ (low-light val/test, like ``yolo_low/``)
     COMPLETE                          written last (a folder without it is never used)
+
+Folders generated before the masks existed (same version hash: the masks change no pixel) get
+``masks/`` from :func:`ensure_masks` (the scenes re-rendered and checked against the stored boxes)
+and ``yolo_seg*/`` from :func:`ensure_seg_export`; ``load_split(..., with_masks=True)`` calls the first.
 
 Example:
     >>> ds = load_split("val", "low")                     # doctest: +SKIP
     >>> sample = ds[0]; sample["image"].shape             # doctest: +SKIP
     torch.Size([3, 160, 160])
     >>> loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=collate_detection)  # doctest: +SKIP
+    >>> load_split("val", "low", with_masks=True)[0]["masks"].shape  # doctest: +SKIP
+    torch.Size([3, 160, 160])
 """
 
 from __future__ import annotations
@@ -429,6 +441,302 @@ def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: s
 
 
 # --------------------------------------------------------------------------------------------
+# Instance masks and segment (polygon) labels
+# --------------------------------------------------------------------------------------------
+
+#: Key of the instance-id maps in ``masks/{split}.npz``.
+MASKS_KEY = "instance_ids"
+#: Super-sampling of :func:`mask_polygon`'s contour tracing (outline within ``1 / (2 * 4)`` px of the pixel edges).
+POLYGON_UPSAMPLE = 4
+
+
+def instance_id_map(masks: np.ndarray) -> np.ndarray:
+    """Visible coverages of a scene's objects -> one instance-id map.
+
+    A pixel belongs to the object with the largest visible coverage where that coverage is
+    above 0.5 (at most one object can exceed 0.5: the objects in front of it cover less than
+    half of the pixel), else to the background. The pixels of object ``k`` are exactly its
+    ``coverage > 0.5`` pixels, the ones its box is tight around (:func:`render_scene`).
+
+    Args:
+        masks: ``(N, H, W)`` float visible coverage in [0, 1] (``render_scene(...)["masks"]``), N <= 255.
+
+    Returns:
+        ``(H, W)`` uint8: 0 = background, ``k`` = the ``k``-th object (1-based, the label order).
+
+    Example:
+        >>> cov = np.zeros((2, 4, 4), np.float32); cov[0, :2] = 1.0; cov[1, 1:3] = 0.9; cov[1, 1] = 0.0
+        >>> instance_id_map(cov)[:, 0].tolist()
+        [1, 1, 2, 0]
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected (N, H, W) coverages, got shape {masks.shape}")
+    if len(masks) > 255:
+        raise ValueError(f"masks: at most 255 objects fit a uint8 instance-id map, got {len(masks)}")
+    if len(masks) == 0:
+        return np.zeros(masks.shape[1:], np.uint8)
+    best = masks.argmax(0)
+    return np.where(masks.max(0) > 0.5, best + 1, 0).astype(np.uint8)
+
+
+def masks_from_ids(ids: np.ndarray, n: int) -> np.ndarray:
+    """``(H, W)`` instance-id map -> ``(n, H, W)`` bool masks of objects ``1 .. n``.
+
+    Example:
+        >>> masks_from_ids(np.array([[0, 1], [2, 2]], np.uint8), 2).sum((1, 2)).tolist()
+        [1, 2]
+    """
+    return np.asarray(ids)[None] == np.arange(1, n + 1, dtype=np.int64)[:, None, None]
+
+
+def _nearest_pair(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """Indices ``(i, j)`` of the closest points ``a[i]``, ``b[j]`` of two ``(n, 2)`` point lists."""
+    d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+    i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+    return int(i), int(j)
+
+
+def _splice(polygon: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Join a closed ``ring`` into a closed ``polygon`` along a zero-width cut between their closest points.
+
+    The result walks ``polygon`` to the cut, once around ``ring`` and back along the same cut, so
+    an even-odd fill (OpenCV's ``fillPoly``, ultralytics' ``polygon2mask``) leaves a hole where
+    ``ring`` is a hole and fills it where ``ring`` is a separate part.
+    """
+    i, j = _nearest_pair(polygon, ring)
+    return np.concatenate([polygon[: i + 1], np.roll(ring, -j, axis=0), ring[j : j + 1], polygon[i:]])
+
+
+def mask_polygon(mask: np.ndarray, upsample: int = POLYGON_UPSAMPLE) -> np.ndarray:
+    """One instance mask -> one closed polygon outlining it, holes and separate parts included.
+
+    The mask is super-sampled ``upsample`` times (nearest) and its outer and hole contours
+    traced (OpenCV, ``RETR_CCOMP``), simplified by at most ``0.1`` px (Douglas-Peucker), then
+    each hole is spliced into its outer contour and every further part into the largest one
+    with zero-width cuts (:func:`_splice`; ultralytics labels hold one polygon per object). A
+    rasterised cut is a line of pixels, so a detached part smaller (in pixels) than its cut is
+    long is left out (a sliver that occlusion cut off). The outline runs within
+    ``1 / (2 * upsample)`` px of the pixel edges, so the polygon's bounding box is the mask's
+    tight box to that tolerance (``polygon2mask`` of ultralytics gives the mask back exactly
+    where no cut or left-out sliver intervenes; ``tests/data/test_synthetic_detection.py``).
+
+    Args:
+        mask: ``(H, W)`` bool, at least one pixel set.
+        upsample: super-sampling factor of the tracing.
+
+    Returns:
+        ``(P, 2)`` float64 points ``x, y`` in continuous pixel coordinates (pixel ``(row i, column j)``
+        spans ``[j, j + 1] x [i, i + 1]``); divide by ``(W, H)`` for a YOLO label.
+
+    Example:
+        >>> m = np.zeros((8, 8), bool); m[2:6, 1:7] = True
+        >>> p = mask_polygon(m); (p.min(0).round(3).tolist(), p.max(0).round(3).tolist())
+        ([1.125, 2.125], [6.875, 5.875])
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask: expected (H, W), got shape {mask.shape}")
+    if not mask.any():
+        raise ValueError("mask: empty (no pixel set); an object needs at least one pixel for a polygon")
+    big = np.repeat(np.repeat(mask.astype(np.uint8), upsample, 0), upsample, 1)
+    contours, hierarchy = cv2.findContours(big, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    rings = [cv2.approxPolyDP(c, 0.1 * upsample, True).reshape(-1, 2).astype(np.float64) for c in contours]
+    parent = hierarchy.reshape(-1, 4)[:, 3]
+    outers = [k for k in range(len(rings)) if parent[k] < 0]
+    parts = []
+    for k in outers:
+        polygon = rings[k]
+        for h in (h for h in range(len(rings)) if parent[h] == k):
+            polygon = _splice(polygon, rings[h])
+        parts.append((cv2.contourArea(contours[k].astype(np.float32)), polygon))
+    parts.sort(key=lambda part: -part[0])
+    polygon = parts[0][1]
+    for area, part in parts[1:]:
+        i, j = _nearest_pair(polygon, part)
+        if area <= upsample * float(np.hypot(*(polygon[i] - part[j]))):
+            continue  # the cut's 1-px line (in a rasterised label) would cost more pixels than the part holds
+        polygon = _splice(polygon, part)
+    return (polygon + 0.5) / upsample
+
+
+def segment_label_lines(ids: np.ndarray, labels: Any) -> str:
+    """YOLO segment label file text of one scene: one line ``class x1 y1 x2 y2 ...`` (normalised) per object.
+
+    Args:
+        ids: ``(H, W)`` instance-id map (:func:`instance_id_map`).
+        labels: ``(N,)`` class ids of objects ``1 .. N``.
+    """
+    h, w = ids.shape
+    lines = []
+    for k, cls in enumerate(np.asarray(labels).reshape(-1).tolist()):
+        poly = mask_polygon(ids == k + 1) / np.array([w, h], np.float64)
+        lines.append(f"{int(cls)} " + " ".join(f"{v:.6f}" for v in np.clip(poly, 0.0, 1.0).reshape(-1)) + "\n")
+    return "".join(lines)
+
+
+def _save_masks(target: Path, ids: np.ndarray) -> None:
+    """Write ``(N, H, W)`` uint8 instance-id maps to ``target`` (``.npz``, compressed) atomically."""
+    with atomic.atomic_open(target, "wb") as handle:
+        np.savez_compressed(handle, **{MASKS_KEY: np.ascontiguousarray(ids, dtype=np.uint8)})
+
+
+def load_masks(path: str | os.PathLike, split: str) -> np.ndarray:
+    """``(N, H, W)`` uint8 instance-id maps of ``split`` from the dataset folder ``path``.
+
+    Raises:
+        FileNotFoundError: ``masks/{split}.npz`` missing (the message says how to write it).
+        ValueError: the file holds no ``instance_ids`` array of shape (N, H, W).
+    """
+    file = Path(path) / "masks" / f"{split}.npz"
+    if not file.exists():
+        raise FileNotFoundError(
+            f"{file} missing: this dataset was generated before instance masks were stored. Write them with "
+            f"`ispbench.data.synthetic_detection.ensure_masks({str(Path(path))!r})` (re-renders the scenes, "
+            "about 20 s per 1200), or load with `load_split(..., with_masks=True)`, which does it"
+        )
+    with np.load(file) as data:
+        if MASKS_KEY not in data.files:
+            raise ValueError(f"{file}: expected an array {MASKS_KEY!r}, found {data.files}")
+        ids = data[MASKS_KEY]
+    if ids.ndim != 3 or ids.dtype != np.uint8:
+        raise ValueError(f"{file}: {MASKS_KEY!r} must be (N, H, W) uint8, got {ids.shape} {ids.dtype}")
+    return ids
+
+
+def config_from_info(info: dict[str, Any], where: str | os.PathLike = "info.json") -> GeneratorConfig:
+    """The :class:`GeneratorConfig` recorded in a dataset's ``info.json`` (its ``config`` entry)."""
+    recorded = info.get("config")
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{where}: expected a 'config' object with the generator parameters")
+    fields = {f.name: f for f in dataclasses.fields(GeneratorConfig)}
+    missing = sorted(set(fields) - set(recorded))
+    if missing:
+        raise ValueError(f"{where}: 'config' lacks the generator parameters {missing}")
+    values = {name: tuple(recorded[name]) if isinstance(recorded[name], list) else recorded[name] for name in fields}
+    return GeneratorConfig(**values)
+
+
+def ensure_masks(path: str | os.PathLike) -> Path:
+    """Write ``masks/{split}.npz`` into a complete dataset folder that lacks them (a no-op otherwise).
+
+    Re-renders every scene from the generator parameters in ``info.json`` (scenes are
+    deterministic; about 15 ms each), checks that the re-rendered labels and boxes are the ones in
+    ``labels/{split}.json`` and writes each split's instance-id maps atomically.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        FileNotFoundError: not a complete dataset folder.
+        ValueError: a re-rendered scene differs from ``labels/{split}.json`` (the generator no longer
+            reproduces this dataset; the message names the file and the scene).
+    """
+    path = Path(path)
+    if not is_complete(path):
+        raise FileNotFoundError(f"{path}: not a complete embedded-detection dataset (no COMPLETE file)")
+    cfg: GeneratorConfig | None = None
+    for split in SPLITS:
+        target = path / "masks" / f"{split}.npz"
+        if target.exists():
+            continue
+        if cfg is None:
+            cfg = config_from_info(json.loads((path / "info.json").read_text()), path / "info.json")
+        labels_file = path / "labels" / f"{split}.json"
+        entries = json.loads(labels_file.read_text())
+        ids = np.zeros((len(entries), cfg.image_size, cfg.image_size), np.uint8)
+        for i, entry in enumerate(entries):
+            scene = render_scene(cfg, split, i)
+            boxes = np.round(scene["boxes"], 6)
+            stored = np.asarray(entry["boxes"], np.float64).reshape(-1, 4)
+            if scene["labels"].tolist() != list(entry["labels"]) or boxes.shape != stored.shape or not np.allclose(boxes, stored, atol=2e-6):
+                raise ValueError(
+                    f"{labels_file}: scene {entry.get('scene_id', i)} (index {i}) re-rendered from {path / 'info.json'} "
+                    f"gives labels {scene['labels'].tolist()} and boxes {boxes.tolist()}, but the file holds labels "
+                    f"{entry['labels']} and boxes {entry['boxes']}: this generator no longer reproduces the dataset, so "
+                    "its masks cannot be re-made. Regenerate it (`ispbench data generate embedded-detection --force`)."
+                )
+            ids[i] = instance_id_map(scene["masks"])
+        _save_masks(target, ids)
+    return path
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(src, dst)
+
+
+def _write_data_yaml(base: Path, final: Path, splits: tuple[str, ...], train_images: Path, version: str) -> None:
+    """ultralytics ``data.yaml`` of the export folder ``base`` that will live at ``final``."""
+    lines = [f"# Generated by ispbench.data.synthetic_detection (version {version})"]
+    lines.append(f"path: {final}")
+    lines.append("train: " + ("images/train" if "train" in splits else str(train_images)))
+    lines.append("val: images/val")
+    lines.append("test: images/test")
+    lines.append(f"nc: {len(CLASS_NAMES)}")
+    lines.append("names:")
+    lines += [f"  {k}: {v}" for k, v in enumerate(CLASS_NAMES)]
+    atomic.write_text(base / "data.yaml", "\n".join(lines) + "\n")
+
+
+def _write_seg_export(data: Path, dest: Path, final: Path, version: str) -> None:
+    """Write ``yolo_seg/`` and ``yolo_seg_low/`` into ``dest`` from the masks, labels and PNGs in ``data``.
+
+    ``final`` is the dataset folder the exports will live in (their ``data.yaml`` paths).
+    """
+    for base_name, image_source, splits in (("yolo_seg", "yolo", SPLITS), ("yolo_seg_low", "yolo_low", ("val", "test"))):
+        base = dest / base_name
+        for split in splits:
+            (base / "images" / split).mkdir(parents=True, exist_ok=True)
+            (base / "labels" / split).mkdir(parents=True, exist_ok=True)
+            ids = load_masks(data, split)
+            entries = json.loads((data / "labels" / f"{split}.json").read_text())
+            if len(ids) != len(entries):
+                raise ValueError(f"{data / 'masks' / f'{split}.npz'}: {len(ids)} masks for {len(entries)} scenes in labels/{split}.json")
+            for i, entry in enumerate(entries):
+                stem = entry["scene_id"]
+                src = data / image_source / "images" / split / f"{stem}.png"
+                if not src.exists():
+                    raise FileNotFoundError(f"{src} missing: the dataset folder {data} is incomplete; regenerate it")
+                _link_or_copy(src, base / "images" / split / f"{stem}.png")
+                (base / "labels" / split / f"{stem}.txt").write_text(segment_label_lines(ids[i], entry["labels"]))
+        _write_data_yaml(base, final / base_name, splits, final / "yolo_seg" / "images" / "train", version)
+
+
+def ensure_seg_export(path: str | os.PathLike) -> Path:
+    """The ultralytics segmentation export ``yolo_seg/data.yaml`` of a dataset folder, written if missing.
+
+    Writes the masks first if needed (:func:`ensure_masks`), then ``yolo_seg/`` (the normal-light
+    PNGs of ``yolo/`` with polygon labels) and ``yolo_seg_low/`` (low-light val/test, like
+    ``yolo_low/``) into a temporary folder, renamed into place (``yolo_seg/`` last: once it
+    exists, both are complete).
+
+    Returns:
+        The path of ``yolo_seg/data.yaml``.
+    """
+    path = ensure_masks(path)
+    final = path / "yolo_seg"
+    if (final / "data.yaml").exists():
+        return final / "data.yaml"
+    info = json.loads((path / "info.json").read_text())
+    tmp = path / f".tmp-seg-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        _write_seg_export(path, tmp, path, info["version"])
+        for name in ("yolo_seg_low", "yolo_seg"):
+            if (final / "data.yaml").exists():  # a concurrent writer finished first
+                break
+            if (path / name).exists():  # an incomplete copy left by a crash
+                shutil.rmtree(path / name, ignore_errors=True)
+            os.rename(tmp / name, path / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / "data.yaml"
+
+
+# --------------------------------------------------------------------------------------------
 # Generation and caching
 # --------------------------------------------------------------------------------------------
 
@@ -477,12 +785,12 @@ def generate(
     tmp.mkdir()
     start = time.perf_counter()
     try:
-        for sub in ("raw", "meta", "labels"):
+        for sub in ("raw", "meta", "labels", "masks"):
             (tmp / sub).mkdir()
         s = cfg.image_size
-        names = {i: n for i, n in enumerate(CLASS_NAMES)}
         for split, n in cfg.counts.items():
             raws = {light: np.zeros((n, s, s), np.uint16) for light in LIGHTS}
+            ids = np.zeros((n, s, s), np.uint8)
             metas: dict[str, list[dict]] = {light: [] for light in LIGHTS}
             labels_json = []
             yolo_dirs = {"normal": tmp / "yolo"} | ({"low": tmp / "yolo_low"} if split != "train" else {})
@@ -491,6 +799,7 @@ def generate(
                 (base / "labels" / split).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 scene = render_scene(cfg, split, i)
+                ids[i] = instance_id_map(scene["masks"])
                 stem = f"{split}_{i:05d}"
                 label_txt = "".join(
                     f"{int(c)} {b[0]:.6f} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f}\n" for c, b in zip(scene["labels"], scene["boxes"], strict=True)
@@ -514,16 +823,10 @@ def generate(
                 np.save(tmp / "raw" / f"{split}_{light}.npy", raws[light])
                 atomic.write_json(tmp / "meta" / f"{split}_{light}.json", metas[light])
             atomic.write_json(tmp / "labels" / f"{split}.json", labels_json)
+            _save_masks(tmp / "masks" / f"{split}.npz", ids)
         for base, splits in ((tmp / "yolo", SPLITS), (tmp / "yolo_low", ("val", "test"))):
-            lines = [f"# Generated by ispbench.data.synthetic_detection (version {cfg.version_hash()})"]
-            lines.append(f"path: {out / base.name}")
-            lines.append("train: " + ("images/train" if "train" in splits else str(out / "yolo" / "images" / "train")))
-            lines.append("val: images/val")
-            lines.append("test: images/test")
-            lines.append(f"nc: {len(CLASS_NAMES)}")
-            lines.append("names:")
-            lines += [f"  {k}: {v}" for k, v in names.items()]
-            atomic.write_text(base / "data.yaml", "\n".join(lines) + "\n")
+            _write_data_yaml(base, out / base.name, splits, out / "yolo" / "images" / "train", cfg.version_hash())
+        _write_seg_export(tmp, tmp, out, cfg.version_hash())
         elapsed = time.perf_counter() - start
         atomic.write_json(
             tmp / "info.json",
@@ -585,10 +888,12 @@ class EmbeddedDetection(torch.utils.data.Dataset):
     ``image`` (3, H, W) float32 linear camera RGB in [0, 1] (black level subtracted, normalised
     by the white level, bilinear-demosaiced, no white balance); ``boxes`` (N, 4) float32
     normalised ``cx, cy, w, h``; ``labels`` (N,) int64; ``meta`` dict with ``iso``,
-    ``exposure_time`` (s), ``light`` (lux), ``scene_id`` and more.
+    ``exposure_time`` (s), ``light`` (lux), ``scene_id`` and more. With ``with_masks=True`` also
+    ``masks`` (N, H, W) bool instance masks, one per box (from ``masks/{split}.npz``, read once
+    on first use; :func:`ensure_masks` writes it for a folder generated before masks existed).
     """
 
-    def __init__(self, path: str | os.PathLike, split: str, light: str):
+    def __init__(self, path: str | os.PathLike, split: str, light: str, *, with_masks: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if light not in LIGHTS:
@@ -605,6 +910,25 @@ class EmbeddedDetection(torch.utils.data.Dataset):
         if not len(self.raw) == len(self.meta) == len(self.targets):
             raise ValueError(f"{self.path}: raw/meta/labels counts disagree for {split}/{light}")
         self.class_names = CLASS_NAMES
+        self.with_masks = bool(with_masks)
+        self._ids: np.ndarray | None = None
+        if self.with_masks:
+            self._masks_file = self.path / "masks" / f"{split}.npz"
+            if not self._masks_file.exists():
+                load_masks(self.path, split)  # raises, saying how to write them
+
+    @property
+    def instance_ids(self) -> np.ndarray:
+        """``(N, H, W)`` uint8 instance-id maps of the split (``with_masks=True`` only; loaded once)."""
+        if not self.with_masks:
+            raise AttributeError("instance_ids: this EmbeddedDetection was opened without with_masks=True")
+        if self._ids is None:
+            ids = load_masks(self.path, self.split)
+            if ids.shape[0] != len(self.targets) or ids.shape[1:] != self.raw.shape[1:]:
+                raise ValueError(f"{self._masks_file}: instance-id maps {ids.shape} do not match {len(self.targets)} scenes "
+                                 f"of {self.raw.shape[1:]} pixels; delete the file and run ensure_masks({str(self.path)!r})")
+            self._ids = ids
+        return self._ids
 
     @property
     def raw(self) -> np.ndarray:
@@ -616,6 +940,7 @@ class EmbeddedDetection(torch.utils.data.Dataset):
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers re-open the memory map
         state = dict(self.__dict__)
         state["_raw"] = None
+        state["_ids"] = None
         return state
 
     def __len__(self) -> int:
@@ -626,15 +951,23 @@ class EmbeddedDetection(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         raw = np.asarray(self.raw[index], dtype=np.float32)
         target = self.targets[index]
-        return {
+        item = {
             "image": camera.raw_to_linear(raw).contiguous(),
             "boxes": torch.tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(target["labels"], dtype=torch.int64),
             "meta": dict(self.meta[index]),
         }
+        if self.with_masks:
+            ids = self.instance_ids[index]
+            n = len(target["labels"])
+            if int(ids.max(initial=0)) > n:
+                raise ValueError(f"{self._masks_file}: image {index} has instance id {int(ids.max())} but "
+                                 f"labels/{self.split}.json lists {n} objects")
+            item["masks"] = torch.from_numpy(masks_from_ids(ids, n))
+        return item
 
 
-def load_split(split: str, light: str, root: str | os.PathLike | None = None) -> EmbeddedDetection:
+def load_split(split: str, light: str, root: str | os.PathLike | None = None, *, with_masks: bool = False) -> EmbeddedDetection:
     """Load a split of the embedded detection dataset, generating it (cached) if needed.
 
     Args:
@@ -642,6 +975,8 @@ def load_split(split: str, light: str, root: str | os.PathLike | None = None) ->
         light: ``"low"`` or ``"normal"``.
         root: a dataset folder (one holding ``info.json``), or a parent folder to generate the
             default configuration under, or ``None`` for ``cache_dir()/embedded_detection``.
+        with_masks: items also hold ``masks`` (N, H, W) bool; writes the folder's masks first if it
+            predates them (:func:`ensure_masks`).
 
     Returns:
         A :class:`EmbeddedDetection` torch Dataset.
@@ -650,7 +985,10 @@ def load_split(split: str, light: str, root: str | os.PathLike | None = None) ->
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if light not in LIGHTS:
         raise ValueError(f"light must be one of {LIGHTS}, got {light!r}")
-    return EmbeddedDetection(ensure_dataset(root), split, light)
+    path = ensure_dataset(root)
+    if with_masks:
+        ensure_masks(path)
+    return EmbeddedDetection(path, split, light, with_masks=with_masks)
 
 
 def collate_detection(batch: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

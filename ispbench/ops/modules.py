@@ -46,6 +46,11 @@ Conventions (decided here, tested in ``tests/ops/test_modules.py``):
     their saturation tints them red, as in the code; the paper variant leaves greys grey
     (hue is undefined there, our reading).
 
+  ``variant="posisp"`` is POS-ISP's range variant of the same pool (its authors' code): white
+  balance gains in [1/1.1, 1.1] divided by their luminance ``0.27 g_R + 0.67 g_G + 0.06 g_B`` (a
+  grey keeps its level), sharpen amount in [1e-5, 10], gamma **linear** in [1/3, 3] (:func:`squash`
+  maps every parameter linearly, gamma included), everything else as ``"paper"``.
+
 Example:
     >>> import torch
     >>> from ispbench.ops import apply, identity_params
@@ -84,8 +89,9 @@ MODULE_NAMES: tuple[str, ...] = (
     "desaturation",
 )
 
-#: The two variants, ``"paper"`` (the paper's equations, default) and ``"code"`` (the authors' code).
-VARIANTS: tuple[str, ...] = ("paper", "code")
+#: The variants: ``"paper"`` (AdaptiveISP's equations, default), ``"code"`` (AdaptiveISP's code), ``"posisp"``
+#: (POS-ISP's ranges, see the module docstring).
+VARIANTS: tuple[str, ...] = ("paper", "code", "posisp")
 
 _N_PARAMS = {
     "exposure": 1,
@@ -119,6 +125,11 @@ PARAM_RANGES: dict[str, list[tuple[float, float]]] = {
 }
 #: Ranges of the ``"code"`` variant (only sharpen_blur differs: [0, 10]).
 PARAM_RANGES_CODE: dict[str, list[tuple[float, float]]] = {**PARAM_RANGES, "sharpen_blur": [(0.0, 10.0)]}
+#: Ranges of the ``"posisp"`` variant (POS-ISP's authors' code): white balance [1/1.1, 1.1], sharpen [1e-5, 10].
+PARAM_RANGES_POSISP: dict[str, list[tuple[float, float]]] = {
+    **PARAM_RANGES, "white_balance": [(1.0 / 1.1, 1.1)] * 3, "sharpen_blur": [(1e-5, 10.0)],
+}
+_RANGES_BY_VARIANT = {"paper": PARAM_RANGES, "code": PARAM_RANGES_CODE, "posisp": PARAM_RANGES_POSISP}
 
 #: Run time per module in ms, from Table 4 of the AdaptiveISP paper (measured by the authors on a
 #: GTX 1660 Ti at 512 x 512). Used for the cost penalty ``lambda_c * sum cost``.
@@ -170,7 +181,7 @@ def param_ranges(name: str, variant: str = "paper") -> list[tuple[float, float]]
     """``(low, high)`` per parameter of ``name`` under ``variant``."""
     _check_name(name)
     _check_variant(variant)
-    return list((PARAM_RANGES if variant == "paper" else PARAM_RANGES_CODE)[name])
+    return list(_RANGES_BY_VARIANT[variant][name])
 
 
 def _bounds(name: str, variant: str, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -191,7 +202,8 @@ def squash(name: str, raw: Tensor, variant: str = "paper") -> Tensor:
 
     ``low + (high - low) * (tanh(raw) + 1) / 2`` per column, except gamma, which uses
     ``exp(tanh(raw) * ln 3)`` like the authors' code (log-symmetric: raw 0 -> gamma 1). In the
-    ``"code"`` variant white-balance gains are ``exp(0.5 * tanh(raw))`` as in the authors' code.
+    ``"code"`` variant white-balance gains are ``exp(0.5 * tanh(raw))`` as in the authors' code. In the
+    ``"posisp"`` variant every parameter, gamma included, is linear in ``(tanh(raw) + 1) / 2``.
 
     Example:
         >>> squash("exposure", torch.zeros(2, 1))
@@ -203,7 +215,7 @@ def squash(name: str, raw: Tensor, variant: str = "paper") -> Tensor:
     if raw.ndim != 2 or raw.shape[1] != _N_PARAMS[name]:
         raise ValueError(f"raw outputs for {name!r} must have shape (B, {_N_PARAMS[name]}), got {tuple(raw.shape)}")
     t = torch.tanh(raw)
-    if name == "gamma":
+    if name == "gamma" and variant != "posisp":
         return torch.exp(t * math.log(3.0))
     if name == "white_balance" and variant == "code":
         return torch.exp(0.5 * t)
@@ -244,7 +256,7 @@ def unsquash(name: str, params: Tensor, limit: float = 0.95, variant: str = "pap
     _check_variant(variant)
     if params.ndim != 2 or params.shape[1] != _N_PARAMS[name]:
         raise ValueError(f"params for {name!r} must have shape (B, {_N_PARAMS[name]}), got {tuple(params.shape)}")
-    if name == "gamma":
+    if name == "gamma" and variant != "posisp":
         t = torch.log(params) / math.log(3.0)
     elif name == "white_balance" and variant == "code":
         t = 2.0 * torch.log(params)
@@ -310,6 +322,8 @@ def _white_balance(x: Tensor, p: Tensor, variant: str, clamp: bool) -> Tensor:
         g = torch.cat([torch.ones_like(p[:, :1]), p[:, 1:]], dim=1)
         scale = 1e-5 + LUM_WEIGHTS[0] * g[:, 0] + LUM_WEIGHTS[1] * g[:, 1] + LUM_WEIGHTS[2] * g[:, 2]
         p = g / scale[:, None]
+    elif variant == "posisp":  # gains > 0 in this variant's range: no guard needed
+        p = p / (LUM_WEIGHTS[0] * p[:, :1] + LUM_WEIGHTS[1] * p[:, 1:2] + LUM_WEIGHTS[2] * p[:, 2:3])
     return _clamp01(x * p.reshape(-1, 3, 1, 1), clamp)
 
 
@@ -781,6 +795,7 @@ white_balance = _make_doc(
     """White balance, eq. 13: per-channel gains ``(B, 3)`` in [e^-1/2, e^1/2]; clamped output.
 
     ``variant="code"``: R gain fixed to 1, gains divided by ``1e-5 + 0.27 g_R + 0.67 g_G + 0.06 g_B``.
+    ``variant="posisp"``: gains in [1/1.1, 1.1] divided by ``0.27 g_R + 0.67 g_G + 0.06 g_B``.
     """,
 )
 ccm = _make_doc(
@@ -811,7 +826,8 @@ denoise = _make_doc(
 sharpen_blur = _make_doc(
     "sharpen_blur",
     """Sharpen/blur, eq. 17: ``p I + (1 - p) blur(I)``, blur kernel [[1,1,1],[1,5,1],[1,1,1]]/13
-    with replicate padding; p ``(B, 1)`` in [0, 2] ([0, 10] for ``variant="code"``); clamped output.
+    with replicate padding; p ``(B, 1)`` in [0, 2] ([0, 10] for ``variant="code"``, [1e-5, 10] for
+    ``"posisp"``); clamped output.
     """,
 )
 tone = _make_doc(

@@ -6,8 +6,9 @@ row per published number, columns::
     paper, table, dataset, method, metric, value, unit, setting, note
 
 - ``table``: the paper's table number as a string (``"1"`` ... ``"10"``); IRPO's two numbers
-  come from its abstract (``"abstract"``). POS-ISP's abstract gives no numbers: its file has a
-  header only.
+  come from its abstract (``"abstract"``). POS-ISP's numbers come from its project page, whose
+  tables have no numbers: ``"main"`` (detection on LOD-Dark / LOD-All, segmentation on LIS-Dark /
+  LIS-All) and ``"efficiency"`` (predictor cost).
 - ``dataset``: as the paper writes it (``LOD``, ``OnePlus``, ``Raw COCO``, ``ROD``,
   ``FiveK-Target``, ``Random-Target``, ``HDR+``); empty where the paper names none.
 - ``method``: the paper's "Ours" is stored under the method's name (``AdaptiveISP``,
@@ -68,7 +69,8 @@ SIDE_BY_SIDE_COLUMNS = [
 ]
 #: Our rows' interval columns (:func:`ispbench.stats.interval_fields`), carried into the comparison when present.
 INTERVAL_COLUMNS = {"n_seeds": "n_seeds", "ci_low": "our_ci_low", "ci_high": "our_ci_high"}
-METRICS = ("mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "PSNR", "SSIM", "LPIPS", "queries", "time", "frequency")
+METRICS = ("mAP@0.5", "mAP@0.75", "mAP@0.5:0.95", "PSNR", "SSIM", "LPIPS", "queries", "time", "frequency", "params",
+           "MACs", "peak memory", "FPS")
 
 
 class PaperNumberNotFound(KeyError):

@@ -27,7 +27,7 @@ import torch
 from ispbench.ops.checks import require_finite
 from ispbench.ops.geometry import LetterboxLayout, boxes_from_letterbox, boxes_to_letterbox, letterbox, resize_longest
 from ispbench.tasks.detector import FrozenDetector
-from ispbench.tasks.map_eval import AUTHORS_EVAL, COCO_IOU_THRESHOLDS, evaluate_map
+from ispbench.tasks.map_eval import AUTHORS_EVAL, COCO_IOU_THRESHOLDS, as_percent, evaluate_map
 
 #: Letterbox padding value of the detection evaluation (ultralytics pads with grey 114/255).
 PAD_VALUE = 114.0 / 255.0
@@ -195,21 +195,6 @@ def _score(
     # what the predictions were matched against, so that mAP can be recomputed on resampled images
     res["ground_truth"], res["image_sizes"] = gts, sizes
     return res
-
-
-def as_percent(result: dict[str, Any]) -> dict[str, Any]:
-    """:func:`~ispbench.tasks.map_eval.evaluate_map`'s fractions (pycocotools' unit) -> percent, the unit of the papers, results and book.
-
-    Scales ``mAP@*``, the ``ap`` array and every class's ``AP@*`` by 100; counts stay as they are.
-    """
-    out = dict(result)
-    for key in [k for k in out if k.startswith("mAP@")]:
-        out[key] = 100.0 * out[key]
-    if "ap" in out:
-        out["ap"] = 100.0 * np.asarray(out["ap"])
-    out["per_class"] = {c: {k: (100.0 * v if k.startswith("AP@") else v) for k, v in row.items()}
-                        for c, row in out.get("per_class", {}).items()}
-    return out
 
 
 def evaluate_isp(

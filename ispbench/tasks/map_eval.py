@@ -274,58 +274,109 @@ def evaluate_map(
     thresholds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
     if thresholds.size == 0 or (thresholds <= 0).any() or (thresholds > 1).any():
         raise ValueError(f"iou_thresholds: expected values in (0, 1], got {thresholds}")
-    if max_dets is None and method == "coco101":
-        max_dets = 100
     preds = _check_predictions(predictions)
     n_images = len(preds)
     gts = _split_targets(targets, n_images)
     sizes = _image_sizes(image_size, n_images)
+    scores, pred_classes, gt_classes, ious = [], [], [], []
+    for p, g, size in zip(preds, gts, sizes, strict=True):
+        g_cls, g_box = _gt_to_pixels(g, size)
+        scores.append(p[:, 4])
+        pred_classes.append(p[:, 5].astype(np.int64))
+        gt_classes.append(g_cls)
+        ious.append(box_iou_xyxy(p[:, :4], g_box))
+    return evaluate_map_from_iou(scores, pred_classes, gt_classes, ious, iou_thresholds, method=method,
+                                 max_dets=max_dets, names=names)
+
+
+def evaluate_map_from_iou(
+    scores: Sequence[Any],
+    pred_classes: Sequence[Any],
+    gt_classes: Sequence[Any],
+    ious: Sequence[Any],
+    iou_thresholds: Sequence[float] | np.ndarray = COCO_IOU_THRESHOLDS,
+    *,
+    method: str = "ultralytics",
+    max_dets: int | None = None,
+    names: dict[int, str] | Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Mean average precision from per-image IoU matrices of any kind (boxes, masks): :func:`evaluate_map`'s matching and AP.
+
+    Args:
+        scores: per image ``(n,)`` prediction scores.
+        pred_classes: per image ``(n,)`` predicted class ids.
+        gt_classes: per image ``(m,)`` ground-truth class ids.
+        ious: per image ``(n, m)`` IoU of every prediction with every ground-truth object (of any
+            class; pairs of different classes are never matched).
+        iou_thresholds, method, max_dets, names: as in :func:`evaluate_map`.
+
+    Returns:
+        :func:`evaluate_map`'s dict (fractions).
+
+    Example:
+        >>> r = evaluate_map_from_iou([np.array([0.9])], [np.array([0])], [np.array([0])], [np.array([[0.8]])])
+        >>> round(r["mAP@0.5"], 3), round(r["mAP@0.75"], 3)
+        (0.995, 0.995)
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if thresholds.size == 0 or (thresholds <= 0).any() or (thresholds > 1).any():
+        raise ValueError(f"iou_thresholds: expected values in (0, 1], got {thresholds}")
+    n_images = len(scores)
+    if not len(pred_classes) == len(gt_classes) == len(ious) == n_images:
+        raise ValueError(f"scores, pred_classes, gt_classes, ious: expected one entry per image each, got "
+                         f"{n_images}, {len(pred_classes)}, {len(gt_classes)}, {len(ious)}")
+    if max_dets is None and method == "coco101":
+        max_dets = 100
 
     # Per class: lists of (scores, tp rows) per image, and GT counts.
-    scores: dict[int, list[np.ndarray]] = {}
+    per_scores: dict[int, list[np.ndarray]] = {}
     tps: dict[int, list[np.ndarray]] = {}
     n_gt: dict[int, int] = {}
     n_pred: dict[int, int] = {}
-    for p, g, size in zip(preds, gts, sizes, strict=True):
-        g_cls, g_box = _gt_to_pixels(g, size)
-        p_cls = p[:, 5].astype(np.int64)
+    for i in range(n_images):
+        score = np.asarray(scores[i], dtype=np.float64).reshape(-1)
+        p_cls = np.asarray(pred_classes[i]).reshape(-1).astype(np.int64)
+        g_cls = np.asarray(gt_classes[i]).reshape(-1).astype(np.int64)
+        iou_all = np.asarray(ious[i], dtype=np.float64).reshape(len(score), len(g_cls))
+        if len(p_cls) != len(score):
+            raise ValueError(f"pred_classes[{i}]: {len(p_cls)} classes for {len(score)} scores")
         for c in np.unique(g_cls):
             n_gt[int(c)] = n_gt.get(int(c), 0) + int((g_cls == c).sum())
         if method == "coco101":
             # pycocotools evaluates each (image, class) pair on its own.
             for c in np.unique(p_cls):
                 sel = np.flatnonzero(p_cls == c)
-                order = sel[np.argsort(-p[sel, 4], kind="mergesort")]
+                order = sel[np.argsort(-score[sel], kind="mergesort")]
                 if max_dets is not None:
                     order = order[:max_dets]
-                gsel = g_cls == c
-                iou = box_iou_xyxy(p[order, :4], g_box[gsel])
+                iou = iou_all[order][:, g_cls == c]
                 tp = _greedy_match(iou, thresholds, coco_ties=True)
-                scores.setdefault(int(c), []).append(p[order, 4])
+                per_scores.setdefault(int(c), []).append(score[order])
                 tps.setdefault(int(c), []).append(tp)
         else:
-            order = np.argsort(-p[:, 4], kind="mergesort")
+            order = np.argsort(-score, kind="mergesort")
             if max_dets is not None:
                 keep = []
                 for c in np.unique(p_cls):
                     keep.extend(order[p_cls[order] == c][:max_dets].tolist())
                 order = order[np.isin(order, keep)]
-            iou = box_iou_xyxy(p[order, :4], g_box)
-            iou = iou * (p_cls[order][:, None] == g_cls[None, :])
+            iou = iou_all[order] * (p_cls[order][:, None] == g_cls[None, :])
             tp = _greedy_match(iou, thresholds, coco_ties=False)
             for c in np.unique(p_cls):
                 m = p_cls[order] == c
-                scores.setdefault(int(c), []).append(p[order][m, 4])
+                per_scores.setdefault(int(c), []).append(score[order][m])
                 tps.setdefault(int(c), []).append(tp[m])
-    for c, lst in scores.items():
+    for c, lst in per_scores.items():
         n_pred[c] = int(sum(len(s) for s in lst))
 
     classes = sorted(n_gt)
     ap = np.zeros((len(classes), len(thresholds)))
     ap_fn = _ap_coco101 if method == "coco101" else _ap_ultralytics
     for i, c in enumerate(classes):
-        if c in scores:
-            s = np.concatenate(scores[c])
+        if c in per_scores:
+            s = np.concatenate(per_scores[c])
             tp = np.concatenate(tps[c], axis=0)
             order = np.argsort(-s, kind="mergesort")
             ap[i] = ap_fn(tp[order], n_gt[c])
@@ -364,6 +415,21 @@ def evaluate_map(
         "iou_thresholds": thresholds.tolist(),
         "n_images": n_images,
     }
+
+
+def as_percent(result: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~ispbench.tasks.map_eval.evaluate_map`'s fractions (pycocotools' unit) -> percent, the unit of the papers, results and book.
+
+    Scales ``mAP@*``, the ``ap`` array and every class's ``AP@*`` by 100; counts stay as they are.
+    """
+    out = dict(result)
+    for key in [k for k in out if k.startswith("mAP@")]:
+        out[key] = 100.0 * out[key]
+    if "ap" in out:
+        out["ap"] = 100.0 * np.asarray(out["ap"])
+    out["per_class"] = {c: {k: (100.0 * v if k.startswith("AP@") else v) for k, v in row.items()}
+                        for c, row in out.get("per_class", {}).items()}
+    return out
 
 
 class DetectionEvaluator:

@@ -56,6 +56,23 @@ class DetectionSettings:
         return bool(self.dataset) and self.dataset != "embedded"
 
 
+@dataclass
+class TaskBatch:
+    """A batch of task samples.
+
+    Attributes:
+        images: ``(B, 3, S, S)`` linear camera RGB in [0, 1] (the ISP's input).
+        targets: ``(N, 6)`` rows ``batch_index, class, cx, cy, w, h`` (normalised).
+        masks: ``(N, S, S)`` bool instance masks, one per target row (segmentation), or ``None``.
+        indices: the dataset indices of the ``B`` images.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    masks: torch.Tensor | None
+    indices: list[int]
+
+
 def build_detector(settings: DetectionSettings) -> FrozenDetector:
     """The frozen detector: ``detector_weights`` (default the embedded one), or a random-init YAML model.
 
@@ -120,5 +137,5 @@ def learning_rate(lr: float, iteration: int, iterations: int, decay: bool = True
     return lr * 0.1 ** (3.0 * iteration / iterations)
 
 
-__all__ = ["COCO_CLASSES", "DetectionSettings", "build_detector", "learning_rate", "load_sample", "make_targets",
+__all__ = ["COCO_CLASSES", "DetectionSettings", "TaskBatch", "build_detector", "learning_rate", "load_sample", "make_targets",
            "train_dataset"]

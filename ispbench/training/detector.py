@@ -1,20 +1,28 @@
-"""``ispbench train detector``: train the embedded YOLO detector on the generated dataset.
+"""``ispbench train detector``: train the embedded YOLO detector (or, ``--task segment``, segmenter) on the generated dataset.
 
 Trains a small ultralytics YOLO (built from a model YAML, no download) on the *normal-light*
 sRGB renders of the embedded detection set (each rendered by the static default ISP), on the
 CPU, with a fixed seed, ``workers=0`` and deterministic kernels; then evaluates mAP@0.5 and
-mAP@0.5:0.95 on
+mAP@0.5:0.95 (box, and mask for a segmenter) on
 
 (a) the normal-light val split (default ISP), and
 (b) the low-light val split after the same default ISP (the "camera RGB" baseline that a
     learned ISP should beat).
 
 The stripped checkpoint (no optimizer state) is written atomically to ``--out`` (default
-``ispbench/weights/embedded_yolo.pt``) with a model card (``.md``) and metrics (``.json``)
-beside it. ultralytics' run folders go to ``cache_dir()/runs``, never into the repository.
+``ispbench/weights/embedded_yolo.pt``; with ``--task segment`` the embedded YOLO11n-seg,
+:data:`~ispbench.tasks.segmenter.DEFAULT_SEG_WEIGHTS`) with a model card (``.md``) and metrics
+(``.json``) beside it. ultralytics' run folders go to ``cache_dir()/runs``, never into the repository.
+
+``--task segment`` trains an instance-segmentation model (a ``-seg`` YAML such as
+``yolo11n-seg.yaml``) on the polygon export ``yolo_seg/`` of the same images
+(:func:`~ispbench.data.synthetic_detection.ensure_seg_export`; written on first use). It is the
+frozen task network of the POS-ISP / AdaptiveISP segmentation experiments
+(:class:`~ispbench.tasks.segmenter.FrozenSegmenter`).
 
 Example:
     $ ispbench train detector --epochs 30 --imgsz 160 --seed 0
+    $ ispbench train detector --task segment --model yolo11n-seg.yaml --epochs 20 --threads 1
 """
 
 from __future__ import annotations
@@ -36,9 +44,15 @@ from ispbench.data import synthetic_detection as sd
 from ispbench.offline import configure_ultralytics
 from ispbench.paths import WEIGHTS_DIR, cache_dir
 from ispbench.seeding import seed_everything
+from ispbench.tasks.segmenter import DEFAULT_SEG_WEIGHTS
 from ispbench.training.config import parse
 
 DEFAULT_OUT = WEIGHTS_DIR / "embedded_yolo.pt"
+#: ``--task`` -> (ultralytics task name, default ``--out``, export folder of normal light, of low light).
+TASKS: dict[str, tuple[str, Path, str, str]] = {
+    "detect": ("detect", DEFAULT_OUT, "yolo", "yolo_low"),
+    "segment": ("segment", DEFAULT_SEG_WEIGHTS, "yolo_seg", "yolo_seg_low"),
+}
 
 
 @dataclass
@@ -54,9 +68,13 @@ class Args:
     seed: int = 0
     """training seed"""
     model: str = "yolov8n.yaml"
-    """ultralytics model YAML (nc is set from the data); weights names are never downloaded"""
-    out: str = str(DEFAULT_OUT)
-    """checkpoint path; the model card (``.md``) and metrics (``.json``) go beside it"""
+    """ultralytics model YAML (nc is set from the data; a ``-seg`` YAML for ``--task segment``); weights names are
+    never downloaded"""
+    task: str = "detect"
+    """``detect`` (boxes, the ``yolo/`` export) or ``segment`` (instance masks, the ``yolo_seg/`` polygon export)"""
+    out: str = ""
+    """checkpoint path (empty = the task's shipped file: ``ispbench/weights/embedded_yolo.pt``, or
+    ``embedded_yolo11n_seg.pt`` for ``segment``); the model card (``.md``) and metrics (``.json``) go beside it"""
     scenes: int = 0
     """dataset scenes in total (0 = the generator's default, 1200)"""
     data_seed: int = 0
@@ -89,7 +107,9 @@ def machine_description() -> dict[str, Any]:
 
 
 def evaluate(weights: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: int, batch: int, project: Path, name: str, device: str = "cpu") -> dict[str, float]:
-    """mAP@0.5, mAP@0.5:0.95, precision, recall of ``weights`` on the val split of ``data_yaml``."""
+    """Box mAP@0.5, mAP@0.5:0.95, precision, recall of ``weights`` on the val split of ``data_yaml`` (ultralytics'
+    validator, fractions); for a segmentation model also the mask ones (``mask_map50``, ``mask_map50_95``,
+    ``mask_precision``, ``mask_recall``; ultralytics compares masks at a quarter of the image side)."""
     configure_ultralytics()
     from ultralytics import YOLO  # noqa: PLC0415 (only after configure_ultralytics)
 
@@ -98,12 +118,16 @@ def evaluate(weights: str | os.PathLike, data_yaml: str | os.PathLike, imgsz: in
         data=str(data_yaml), split="val", imgsz=imgsz, batch=batch, device=device, workers=0,
         plots=False, project=str(project), name=name, exist_ok=True, verbose=False,
     )
-    return {
+    metrics = {
         "map50": float(res.box.map50),
         "map50_95": float(res.box.map),
         "precision": float(res.box.mp),
         "recall": float(res.box.mr),
     }
+    if getattr(res, "seg", None) is not None:
+        metrics.update({"mask_map50": float(res.seg.map50), "mask_map50_95": float(res.seg.map),
+                        "mask_precision": float(res.seg.mp), "mask_recall": float(res.seg.mr)})
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.imgsz < 32 or args.batch < 1:
         print("ispbench train detector: need --epochs >= 1, --imgsz >= 32, --batch >= 1", file=sys.stderr)
         return 2
+    if args.task not in TASKS:
+        print(f"ispbench train detector: --task must be one of {sorted(TASKS)}, got {args.task!r}", file=sys.stderr)
+        return 2
+    ultralytics_task, default_out, export, export_low = TASKS[args.task]
     if args.model.endswith(".pt") and not Path(args.model).exists():
         print(f"ispbench train detector: --model {args.model!r} is not a local file; give a model YAML (e.g. yolov8n.yaml), "
               "weights names are never downloaded", file=sys.stderr)
@@ -126,12 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = sd.config_for(args.scenes or None, seed=args.data_seed, image_size=args.image_size)
     t0 = time.perf_counter()
     data_dir = sd.ensure_dataset(args.data_root or None, cfg)
+    if args.task == "segment":
+        sd.ensure_seg_export(data_dir)
     info = json.loads((data_dir / "info.json").read_text())
     print(f"dataset {data_dir} ({info['counts']}) ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
     project = cache_dir() / "runs"
-    run_name = f"detector_{info['version']}_{Path(args.model).stem}_s{args.seed}_e{args.epochs}_i{args.imgsz}"
-    out = Path(args.out)
+    kind = "detector" if args.task == "detect" else "segmenter"
+    run_name = f"{kind}_{info['version']}_{Path(args.model).stem}_s{args.seed}_e{args.epochs}_i{args.imgsz}"
+    out = Path(args.out or default_out)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     if args.eval_only:
         if not out.exists():
@@ -141,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         start = time.perf_counter()
         model = YOLO(args.model)
+        if model.task != ultralytics_task:
+            print(f"ispbench train detector: --model {args.model} is an ultralytics {model.task!r} model but --task "
+                  f"{args.task} needs a {ultralytics_task!r} one (e.g. yolo11n{'-seg' if args.task == 'segment' else ''}.yaml)",
+                  file=sys.stderr)
+            return 2
         model.train(
-            data=str(data_dir / "yolo" / "data.yaml"), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
+            data=str(data_dir / export / "data.yaml"), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
             device=args.device, workers=0, seed=args.seed, deterministic=True, project=str(project), name=run_name,
             exist_ok=True, plots=False, val=False, amp=False, verbose=False, pretrained=False,
         )
@@ -157,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained in {train_time:.0f} s -> {out} ({out.stat().st_size / 1e6:.1f} MB)", flush=True)
 
     metrics = {
-        "normal_val": evaluate(out, data_dir / "yolo" / "data.yaml", args.imgsz, 32, project, run_name + "_val_normal"),
-        "low_val_default_isp": evaluate(out, data_dir / "yolo_low" / "data.yaml", args.imgsz, 32, project, run_name + "_val_low"),
+        "normal_val": evaluate(out, data_dir / export / "data.yaml", args.imgsz, 32, project, run_name + "_val_normal"),
+        "low_val_default_isp": evaluate(out, data_dir / export_low / "data.yaml", args.imgsz, 32, project, run_name + "_val_low"),
     }
     print(json.dumps(metrics, indent=2), flush=True)
     recipe = " ".join(["ispbench train detector", *_recipe_args(argv)])
@@ -177,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "file": out.name,
         "recipe": recipe,
+        "task": args.task,
         "model": args.model,
         "nc": len(sd.CLASS_NAMES),
         "class_names": list(sd.CLASS_NAMES),
@@ -227,8 +264,66 @@ def _evaluation_note(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine_lines(r: dict[str, Any]) -> str:
+    return (f"- training time: {r['train_time_s'] / 60:.1f} min on {r['machine']['cpu']} ({r['machine']['cores']} cores; load average\n"
+            f"  {r['machine'].get('load_avg_1_5_15_min')} over 1/5/15 min when training ended: the CPU was shared with other jobs)\n"
+            f"- versions: ultralytics {r['versions']['ultralytics']}, torch {r['versions']['torch']}\n"
+            f"- file size: {r['weights_bytes'] / 1e6:.1f} MB; date {r['date']}\n")
+
+
+def segmenter_card(r: dict[str, Any]) -> str:
+    """Markdown model card of a ``--task segment`` training record."""
+    m = r["metrics"]
+    rows = "\n".join(
+        f"| {label} | {m[key]['mask_map50']:.3f} | {m[key]['mask_map50_95']:.3f} | {m[key]['map50']:.3f} | {m[key]['map50_95']:.3f} |"
+        for key, label in (("normal_val", "normal light, default ISP"),
+                           ("low_val_default_isp", "low light, default ISP (camera-RGB baseline)")))
+    return f"""# {r['file']}: the embedded instance segmenter
+
+A small ultralytics YOLO instance-segmentation model ({r['model']}, nc={r['nc']}: {', '.join(r['class_names'])})
+trained from scratch on the **normal-light** sRGB renders of the embedded detection dataset (each
+rendered by the static default ISP, `ispbench.data.default_isp.default_isp`) with the polygon labels
+of its instance masks (`yolo_seg/`, `ispbench.data.synthetic_detection.ensure_seg_export`). It is
+the frozen task network of the segmentation experiments (POS-ISP and AdaptiveISP train an ISP in
+front of a frozen YOLO11n-seg): `ispbench.tasks.segmenter.FrozenSegmenter()` loads it (restricted
+`weights_only` loading); `ispbench.training.segmentation.SegmentationTask` is its training-kit task.
+
+## Recipe
+
+```
+{r['recipe']}
+```
+
+- seed {r['seed']}, {r['epochs']} epochs, imgsz {r['imgsz']}, batch {r['batch']}, device CPU, workers 0,
+  deterministic, {r['threads']} torch threads; ultralytics defaults otherwise (optimizer `auto`,
+  mosaic / HSV / flip / scale augmentation, `overlap_mask`, `mask_ratio` 4); validation only after the
+  last epoch; the last checkpoint is shipped (ultralytics strips optimizer state and stores fp16 weights).
+- dataset: embedded-detection version `{r['dataset']['version']}` (generator seed
+  {r['dataset']['generator_seed']}, {r['dataset']['counts']}, {r['dataset']['image_size'][0]}x{r['dataset']['image_size'][1]}),
+  see `data_cards/embedded_detection.md` (instance masks, segmentation export).
+{_evaluation_note(r)}{_machine_lines(r)}
+## Metrics (val split, {r['dataset']['counts']['val']} scenes, imgsz {r['imgsz']}; ultralytics' validator, fractions)
+
+| val set | mask mAP@0.5 | mask mAP@0.5:0.95 | box mAP@0.5 | box mAP@0.5:0.95 |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Ultralytics' validator compares masks at a quarter of the image side (40 px here);
+`ispbench.tasks.segmentation_eval.evaluate_isp_segmentation` compares them at full resolution and
+reports percent. The gap between the two rows is the room a learned ISP has.
+
+## Limitations
+
+Synthetic shapes on photo-crop / procedural backgrounds, one simulated sensor: the numbers say
+nothing about LIS (the POS-ISP paper's low-light instance-segmentation set) or COCO classes.
+Trained on normal light only, on purpose.
+"""
+
+
 def model_card(r: dict[str, Any]) -> str:
     """Markdown model card of a training record."""
+    if r.get("task") == "segment":
+        return segmenter_card(r)
     m = r["metrics"]
     n, lo = m["normal_val"], m["low_val_default_isp"]
     name = r.get("file", DEFAULT_OUT.name)
