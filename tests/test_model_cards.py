@@ -9,10 +9,11 @@ import shlex
 
 import pytest
 
-from ispbench.detection_baselines import candidates
+from ispbench.detection_baselines import candidates, reconfigisp_train
 from ispbench.detection_baselines import train as baseline_train
 from ispbench.finishing_baselines import proxy
 from ispbench.methods.adaptiveisp import train as adaptiveisp_train
+from ispbench.methods.posisp import train as posisp_train
 from ispbench.methods.rlpixtuner import train as rlpixtuner_train
 from ispbench.paths import WEIGHTS_DIR
 from ispbench.training import config
@@ -27,6 +28,8 @@ TRAINERS = {
     "proxy": (proxy.ProxyTrainArgs, None),
     "detector": (detector_train.Args, None),
     "candidates": (candidates.CandidatesArgs, None),
+    "posisp": (posisp_train.Args, None),
+    "reconfigisp": (reconfigisp_train.Args, None),
 }
 COMMAND = re.compile(r"ispbench train (\w+)([^`\n\"]*)")
 

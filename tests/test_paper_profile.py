@@ -51,6 +51,7 @@ NOTEBOOKS = {
     "adaptiveisp/table5": ("lod", {**ADAPTIVEISP, "T": 2}),
     "adaptiveisp/table8": ("lod", ADAPTIVEISP),
     "adaptiveisp/pipelines": ("lod", {**ADAPTIVEISP, "n_examples": 2}),
+    "posisp/main": ("lod", {"device": "cpu", "dataset": "lod", "imgsz": IMGSZ, "batch_size": 4, "iterations": 2}),
     "rlpixtuner/table1": ("fivek", {**RLPIXTUNER, "budget": 4, "proxy_iterations": 2, "iterations": 40}),
     "rlpixtuner/table3": ("hdrplus", {**RLPIXTUNER, "budget": 4, "proxy_iterations": 2}),
     "rlpixtuner/table4": ("fivek", {**RLPIXTUNER, "iterations": 40}),
@@ -65,6 +66,7 @@ NO_TRAIN_SPLIT = ("design decision: with retrain=True the AdaptiveISP recipes tr
 #: Notebooks without data whose paper settings take a path no other profile takes (timing at full
 #: resolution, the unfold reference implementations); run tiny.
 NO_DATA = {
+    "posisp/efficiency": {"device": "cpu", "imgsz": 32, "repeats": 1},
     "rlpixtuner/table2": {"device": "cpu", "resolutions": ["720P"], "budget": 2, "measured": 1, "measured_proxy": 1,
                           "max_seconds": 1.0},
     "ops/benchmark": {"device": "cpu", "size": 16, "batches": [1, 2], "repeats": 1},
@@ -115,7 +117,7 @@ def paper_env(tmp_path_factory):
 def _run_paper(env, notebook: str, dataset: str, overrides: dict) -> tuple[dict, float]:
     root = env["data_root"](dataset)
     params = {**overrides, "data_root": str(root), "dataset": dataset}
-    if notebook.startswith("adaptiveisp/"):
+    if notebook.startswith(("adaptiveisp/", "posisp/")):
         params["detector_weights"] = str(env["detector"])
     start = time.perf_counter()
     (report,) = runner.run([notebook], profile="paper", overrides=params, results_root=env["results"])

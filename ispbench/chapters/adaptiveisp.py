@@ -46,6 +46,7 @@ PAPER_NAMES = {
     "hpo": "Hyperparameter Optimization",
     "attention": "Attention-aware Learning",
     "adaptiveisp": "AdaptiveISP",
+    "reconfigisp": "ReconfigISP",
 }
 #: ispbench module names -> the paper's column names (Tables 4 and 8).
 MODULE_DISPLAY = {
@@ -213,6 +214,7 @@ SEED_FILES = {
     "adaptiveisp": ("adaptiveisp_embedded.pt", "adaptiveisp_embedded_seed1.pt", "adaptiveisp_embedded_seed2.pt"),
     "hpo": ("hpo_embedded.pt", "hpo_embedded_seed1.pt", "hpo_embedded_seed2.pt"),
     "attention": ("attention_embedded.pt", "attention_embedded_seed1.pt", "attention_embedded_seed2.pt"),
+    "reconfigisp": ("reconfigisp_embedded.pt", "reconfigisp_embedded_seed1.pt", "reconfigisp_embedded_seed2.pt"),
 }
 
 

@@ -27,14 +27,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ispbench import atomic
 from ispbench.chapters import adaptiveisp as aisp
+from ispbench.chapters import segmentation_intervals as seg_cache
 from ispbench.data.default_isp import default_isp
-from ispbench.data.detection_sets import load_detection_split
+from ispbench.data.detection_sets import embedded_split, load_detection_split
 from ispbench.detection_baselines import candidates
 from ispbench.methods.adaptiveisp import agent
 from ispbench.methods.adaptiveisp.inference import load_policy, run_policy
 from ispbench.methods.adaptiveisp.networks import PolicyNet
 from ispbench.methods.posisp import train as posisp_train
-from ispbench.methods.posisp.inference import EXPORT_FORMAT, load_model, make_isp_fn
+from ispbench.methods.posisp.inference import EXPORT_FORMAT, export_model, load_model, make_isp_fn
 from ispbench.methods.posisp.networks import STOP, PosISP, n_parameters, render
 from ispbench.ops.modules import nlm_search_window
 from ispbench.paths import WEIGHTS_DIR, cache_dir
@@ -55,6 +56,7 @@ PAPER_NAMES = {
     "adaptiveisp_budget": "AdaptiveISP (same budget)",
     "posisp": "POS-ISP",
     "posisp_loo": "POS-ISP (leave-one-out baseline)",
+    "posisp_seg": "POS-ISP (trained for segmentation)",
 }
 #: Shipped training seeds of each learned ISP (seed 0 first); missing files are skipped by :func:`shipped_files`.
 SEED_FILES: dict[str, tuple[str, ...]] = {
@@ -64,6 +66,8 @@ SEED_FILES: dict[str, tuple[str, ...]] = {
                            "adaptiveisp_budget_embedded_seed2.pt"),
     "reconfigisp": ("reconfigisp_embedded.pt", "reconfigisp_embedded_seed1.pt", "reconfigisp_embedded_seed2.pt"),
     "random_sequences": ("posisp_random_sequences_embedded.pt",),
+    # trained for segmentation (the frozen YOLO11n-seg's loss x0.01)
+    "posisp_seg": ("posisp_seg_embedded.pt", "posisp_seg_embedded_seed1.pt", "posisp_seg_embedded_seed2.pt"),
     **{k: aisp.SEED_FILES[k] for k in ("adaptiveisp", "hpo")},
 }
 #: The splits of the main table and the cache split names of their parts.
@@ -108,7 +112,11 @@ def concat_caches(caches: Sequence[candidates.DetectionCache], name: str) -> can
 
 
 def test_sets(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``{cache split name: dataset}`` of the parts of :data:`SPLITS` (embedded, or the real data under ``data_root``)."""
+    """``{cache split name: dataset}`` of the parts of :data:`SPLITS`: the embedded low- and normal-light test splits,
+    or (``data_root`` set) the real dataset's evaluation split alone (its Dark column; LOD's raw-all is not prepared)."""
+    if params["data_root"]:
+        return {"test": load_detection_split(params["data_root"], params["dataset"], "test", params["n_images"],
+                                             params["imgsz"], require_real=True)}
     out = {}
     for split, light in {part for parts in SPLITS.values() for part in parts}:
         out[split] = load_detection_split(params["data_root"], params["dataset"] if params["data_root"] else "embedded",
@@ -117,11 +125,18 @@ def test_sets(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def table_splits(sets: Mapping[str, Any]) -> list[str]:
+    """The columns of :data:`SPLITS` whose parts are all in ``sets``."""
+    return [name for name, parts in SPLITS.items() if all(s in sets for s, _ in parts)]
+
+
 def split_caches(make: Callable[[str, Any], candidates.DetectionCache], sets: Mapping[str, Any], name: str) -> dict[str, candidates.DetectionCache]:
-    """``{"Dark": cache, "All": cache}`` of one ISP, from ``make(cache split name, dataset)`` per part."""
+    """``{"Dark": cache, "All": cache}`` of one ISP (the columns :func:`table_splits` allows), from
+    ``make(cache split name, dataset)`` per part."""
     parts = {split: make(split, ds) for split, ds in sets.items()}
-    return {table_split: (parts[p[0][0]] if len(p) == 1 else concat_caches([parts[s] for s, _ in p], name))
-            for table_split, p in SPLITS.items()}
+    return {table_split: (parts[SPLITS[table_split][0][0]] if len(SPLITS[table_split]) == 1 else
+                          concat_caches([parts[s] for s, _ in SPLITS[table_split]], name))
+            for table_split in table_splits(sets)}
 
 
 def fn_caches(name: str, isp_fn: Callable | None, sets: Mapping[str, Any], detector: Any, *, imgsz: int,
@@ -151,7 +166,7 @@ def main_rows(results: Mapping[str, Sequence[Mapping[str, candidates.DetectionCa
     """Rows ``method, split, metric, value, median, ci_low, ci_high, n_seeds`` of the main table (mean over seeds)."""
     rows = []
     for method, per_seed in results.items():
-        for split in SPLITS:
+        for split in table_splits(sets):
             rows += [{**r, "split": split} for r in
                      aisp.seed_map_rows(method, [c[split].result() for c in per_seed], dataset=all_dataset(sets, split), **extra)]
     return pd.DataFrame(rows)
@@ -161,7 +176,7 @@ def paired_claims(results: Mapping[str, Sequence[Mapping[str, candidates.Detecti
                   sets: Mapping[str, Any]) -> pd.DataFrame:
     """Paired bootstrap rows (``comparison, metric, difference, ci_low, ci_high, verdict``) per split."""
     rows = []
-    for split in SPLITS:
+    for split in table_splits(sets):
         ds = all_dataset(sets, split)
         for a, b in pairs:
             if a in results and b in results:
@@ -365,12 +380,13 @@ def efficiency_rows(posisp: PosISP, policy: PolicyNet, *, imgsz: int = 512, repe
 # ----------------------------------------------------------------------------- training logs
 
 
-def training_log(method: str, seed_index: int = 0) -> pd.DataFrame:
-    """The shipped ``_train.csv`` of ``method``'s seed ``seed_index`` (empty when not shipped)."""
+def training_log(method: str, seed_index: int = 0, kind: str = "train") -> pd.DataFrame:
+    """The shipped ``_train.csv`` (``kind="train"``: the trainer's metrics) or ``_val.csv`` (``"val"``: val mAP of
+    each snapshot, the learning curve) of ``method``'s seed ``seed_index``; empty when not shipped."""
     files = shipped_files(method)
     if seed_index >= len(files):
         return pd.DataFrame()
-    path = files[seed_index].with_name(files[seed_index].stem + "_train.csv")
+    path = files[seed_index].with_name(f"{files[seed_index].stem}_{kind}.csv")
     return pd.read_csv(path).assign(seed=seed_index, method=method) if path.is_file() else pd.DataFrame()
 
 
@@ -442,8 +458,148 @@ def ship_best_snapshot(run_dir: str | Path, curve: pd.DataFrame, dest: str | Pat
     run_dir, dest = Path(run_dir), Path(dest)
     best = aisp.best_snapshot(curve)
     source = aisp.snapshot_files(run_dir)[best]
-    with atomic.atomic_open(dest, "wb") as f:
-        f.write(source.read_bytes())
+    if is_posisp_file(source):  # shipped in float16 (as the AdaptiveISP policies are): half the size
+        model = load_model(source)
+        export_model(model, dest, metadata={**model.metadata, "snapshot": source.name}, half=True)
+    else:
+        with atomic.atomic_open(dest, "wb") as f:
+            f.write(source.read_bytes())
     atomic.write_text(dest.with_name(dest.stem + "_val.csv"), curve.to_csv(index=False))
     atomic.write_text(dest.with_name(dest.stem + "_train.csv"), (run_dir / "metrics.csv").read_text())
     return {"file": dest.name, "iteration": best, "val": float(curve.set_index("iteration").loc[best, aisp.SELECTION_METRIC])}
+
+
+def write_family_card(family: str, *, description: str, data: str, selection: str, machine: str,
+                      entries: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> Path:
+    """Write ``WEIGHTS_DIR/<family>.md`` and ``.json``: the files, their roles, recipes (the exact commands) and
+    metrics. ``entries``: per file ``file, role, seed, command, snapshot_iteration, iterations, train_wall_time_s,
+    val_metrics, test_metrics`` (mAP dicts in percent)."""
+    files = {}
+    lines = [f"# {family}: shipped checkpoints", "", description, "", f"Data: {data}.", "", f"Selection: {selection}.",
+             "Each file's `_val.csv` is its learning curve (val mAP of every snapshot), `_train.csv` the trainer's metrics log.",
+             "", "## Files and metrics (mAP in %, 160 px)", "",
+             "| file | role | snapshot / iterations | train time (s) | val mAP@0.5:0.95 | test mAP@0.5 | test mAP@0.75 | test mAP@0.5:0.95 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for e in entries:
+        path = WEIGHTS_DIR / e["file"]
+        v, t = e["val_metrics"], e["test_metrics"]
+        lines.append(f"| `{e['file']}` | {e['role']} | {e['snapshot_iteration']} / {e['iterations']} | {e['train_wall_time_s']:.0f} | "
+                     f"{v['mAP@0.5:0.95']:.2f} | {t['mAP@0.5']:.2f} | {t['mAP@0.75']:.2f} | {t['mAP@0.5:0.95']:.2f} |")
+        files[e["file"]] = {**e, "sha256_16": candidates.file_sha256(path)[:16], "size_bytes": path.stat().st_size,
+                            "val_curve": path.stem + "_val.csv", "train_log": path.stem + "_train.csv"}
+    lines += ["", "## Recipes", ""]
+    for e in entries:
+        lines += [f"`{e['file']}`:", "", "```bash", e["command"], "```", ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    lines += [f"Machine: {machine}.", ""]
+    atomic.write_json(WEIGHTS_DIR / f"{family}.json", {"family": family, "data": data, "selection": selection,
+                                                       "machine": machine, "files": files, "notes": list(notes)})
+    return atomic.write_text(WEIGHTS_DIR / f"{family}.md", "\n".join(lines))
+
+
+def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: str, notes: Sequence[str] = (),
+              select: bool = True, imgsz: int = 160, batch_size: int = 16) -> list[dict[str, Any]]:
+    """Score each run's snapshots on the low-light val split, ship the best (or, ``select=False``, the run's
+    ``final.pt``) to ``WEIGHTS_DIR/<file>`` with its logs, score it on the low-light test split, and write the
+    family's card (:func:`write_family_card`). ``runs``: per file ``file, run_dir, role, seed, command``."""
+    detector = aisp.load_detector("", imgsz=imgsz).model
+    val = load_detection_split("", "embedded", "val", 0, imgsz, light="low")
+    test = load_detection_split("", "embedded", "test", 0, imgsz, light="low")
+    entries = []
+    for r in runs:
+        run_dir, dest = Path(r["run_dir"]), WEIGHTS_DIR / r["file"]
+        summary = json.loads((run_dir / "summary.json").read_text())
+        iterations_total = int(summary.get("iterations", summary.get("search_iterations", 0) + summary.get("finetune_iterations", 0)))
+        if select:
+            curve = validation_curve(run_dir, val, detector, imgsz=imgsz, batch_size=batch_size)
+            shipped = ship_best_snapshot(run_dir, curve, dest)
+            iteration = shipped["iteration"]
+            val_metrics = curve.set_index("iteration").loc[iteration, list(METRICS)].to_dict()
+        else:
+            final = run_dir / "final.pt"
+            if is_posisp_file(final):
+                model = load_model(final)
+                export_model(model, dest, metadata=model.metadata, half=True)
+            else:
+                with atomic.atomic_open(dest, "wb") as f:
+                    f.write(final.read_bytes())
+            atomic.write_text(dest.with_name(dest.stem + "_train.csv"), (run_dir / "metrics.csv").read_text())
+            res = aisp.evaluate_isp(isp_from_file(dest), val, detector, batch_size=batch_size, imgsz=imgsz)
+            val_metrics = {m: round(float(res[m]), 2) for m in METRICS}
+            atomic.write_text(dest.with_name(dest.stem + "_val.csv"),
+                              pd.DataFrame([{"iteration": iterations_total, **val_metrics, "file": dest.name}]).to_csv(index=False))
+            iteration = iterations_total
+        test_res = file_cache(dest, test, detector, split="test", imgsz=imgsz, batch_size=batch_size).result()
+        entries.append({"file": r["file"], "role": r["role"], "seed": r["seed"],
+                        "command": f"{r['command']}  # shipped: the snapshot at iteration {iteration}" if select else r["command"],
+                        "snapshot_iteration": int(iteration), "iterations": iterations_total,
+                        "train_wall_time_s": float(summary["elapsed_s"]),
+                        "val_metrics": {m: round(float(val_metrics[m]), 2) for m in METRICS},
+                        "test_metrics": {m: round(float(test_res[m]), 2) for m in METRICS}})
+    data = (f"embedded detection set {candidates.dataset_version(test).split(':')[1]}: trained on the low-light train split (800 "
+            f"images), snapshots scored on the low-light val split (200), test split (200) never used for selection; {imgsz} px. "
+            f"Frozen detector `embedded_yolo.pt` (sha256 {candidates.file_sha256(aisp.DEFAULT_WEIGHTS)[:16]}...)")
+    selection = ("the snapshot with the best val mAP@0.5:0.95 (ispbench.chapters.adaptiveisp.best_snapshot), the same rule "
+                 "for every method" if select else "the run's final model (no snapshot selection)")
+    write_family_card(family, description=description, data=data, selection=selection,
+                      machine=f"x86_64, torch {torch.__version__}, 1 thread per run, 2-core CPU shared by 3-5 jobs",
+                      entries=entries, notes=notes)
+    return entries
+
+
+# ----------------------------------------------------------------------------- instance segmentation (LIS-Dark / LIS-All stand-ins)
+
+
+def segmentation_sets(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{cache split name: dataset with instance masks}``: the embedded low- and normal-light test splits (the
+    stand-ins of LIS-Dark and LIS-All); empty on real data (LIS is scored by the AdaptiveISP Table 2 notebook)."""
+    if params["data_root"]:
+        return {}
+    return {split: embedded_split("test", light, "", params["n_images"], with_masks=True)
+            for split, light in {part for parts in SPLITS.values() for part in parts}}
+
+
+def segmentation_splits(make: Callable[[str, Any], dict], sets: Mapping[str, Any], name: str) -> dict[str, dict]:
+    """``{"Dark": result, "All": result}`` of one ISP scored by the segmenter, from ``make(split, dataset)`` per part."""
+    parts = {split: make(split, ds) for split, ds in sets.items()}
+    return {table_split: (parts[SPLITS[table_split][0][0]] if len(SPLITS[table_split]) == 1 else
+                          seg_cache.concat_results([parts[s] for s, _ in SPLITS[table_split]], name))
+            for table_split in table_splits(sets)}
+
+
+def segmentation_results(files: Mapping[str, Sequence[Path]], sets: Mapping[str, Any], segmenter: Any, *, imgsz: int,
+                         batch_size: int = 8, device: str = "cpu") -> dict[str, list[dict[str, dict]]]:
+    """Per row name, per seed, ``{"Dark": result, "All": result}``: the input, the default ISP and the ISPs in ``files``."""
+    def fn(name, isp):
+        return lambda split, ds: seg_cache.segmentation_caches_for_fn(name, isp, ds, segmenter, split=split, imgsz=imgsz,
+                                                                      batch_size=batch_size)
+
+    out = {"Input RAW": [segmentation_splits(fn("input", None), sets, "input")],
+           "Camera ISP": [segmentation_splits(fn("default_isp", default_isp), sets, "default_isp")]}
+    for row, paths in files.items():
+        out[row] = [segmentation_splits(lambda split, ds, p=p: seg_cache.segmentation_caches_for_file(
+            p, ds, segmenter, split=split, imgsz=imgsz, batch_size=batch_size, device=device), sets, p.stem) for p in paths]
+    return out
+
+
+def segmentation_rows(results: Mapping[str, Sequence[Mapping[str, dict]]], sets: Mapping[str, Any]) -> pd.DataFrame:
+    """Mask-mAP rows ``method, split, dataset, metric, value, median, ci_low, ci_high, n_seeds`` (mean over seeds)."""
+    rows = []
+    for method, per_seed in results.items():
+        for split in table_splits(sets):
+            rows += [{**r, "split": split, "dataset": {"Dark": "LIS-Dark", "All": "LIS-All"}[split]}
+                     for r in seg_cache.seed_mask_map_rows(method, [s[split] for s in per_seed])]
+    return pd.DataFrame(rows)
+
+
+def segmentation_claims(results: Mapping[str, Sequence[Mapping[str, dict]]], pairs: Sequence[tuple[str, str]],
+                        sets: Mapping[str, Any]) -> pd.DataFrame:
+    """Paired bootstrap of mask mAP, per split."""
+    rows = []
+    for split in table_splits(sets):
+        for a, b in pairs:
+            if a in results and b in results:
+                rows += [{**r, "split": split} for r in seg_cache.paired_mask_rows(
+                    a, [s[split] for s in results[a]], b, [s[split] for s in results[b]])]
+    return pd.DataFrame(rows)

@@ -41,3 +41,14 @@ def test_rlpixtuner_paper_profile_with_empty_data_root_refuses(notebook):
     with pytest.raises(DatasetMissingError, match="data_root is empty.*ispbench data prepare"):
         rlpixtuner.load_eval_pairs(p["data_root"], p["dataset"], p["split"], p["n_images"], p["resolution"],
                                    target=p.get("target", "random"), require_real=p["profile"] == "paper")
+
+
+def test_posisp_paper_profile_with_empty_data_root_refuses():
+    from ispbench.chapters import posisp
+
+    params = _paper_params("posisp/main")
+    assert params["data_root"] == "" and params["retrain"] is True
+    for load in (adaptiveisp.prepare_detector, posisp.test_sets):
+        with pytest.raises(DatasetMissingError) as info:
+            load(params)
+        assert "data_root" in str(info.value) and "ispbench data prepare lod" in str(info.value)

@@ -31,12 +31,21 @@ EXPORT_FORMAT = "ispbench.posisp.model/1"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "posisp_embedded.pt"
 
 
-def export_model(model: PosISP, path: str | Path, *, metadata: dict | None = None) -> Path:
-    """Write the inference model (config + float32 weights of both nets) atomically."""
+def _maybe_half(state: dict, half: bool) -> dict:
+    return {k: (v.half() if half and v.is_floating_point() else v) for k, v in state.items()}
+
+
+def export_model(model: PosISP, path: str | Path, *, metadata: dict | None = None, half: bool = False) -> Path:
+    """Write the inference model (config + weights of both nets; ``half``: float16, as shipped) atomically."""
     payload = {"format": EXPORT_FORMAT, "config": model.config(),
-               "state_dict": {"decoder": model.decoder.state_dict(), "param_net": model.param_net.state_dict()},
+               "state_dict": {"decoder": _maybe_half(model.decoder.state_dict(), half),
+                              "param_net": _maybe_half(model.param_net.state_dict(), half)},
                "metadata": metadata or {}}
     return atomic.torch_save(payload, path)
+
+
+def _float(state: dict) -> dict:
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
 
 
 def _build(config: dict) -> PosISP:
@@ -60,8 +69,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> PosISP:
     payload = safe_load(path, what="POS-ISP model")
     if payload.get("format") == EXPORT_FORMAT:
         model = _build(payload["config"])
-        model.decoder.load_state_dict(payload["state_dict"]["decoder"])
-        model.param_net.load_state_dict(payload["state_dict"]["param_net"])
+        model.decoder.load_state_dict(_float(payload["state_dict"]["decoder"]))
+        model.param_net.load_state_dict(_float(payload["state_dict"]["param_net"]))
         model.metadata = payload.get("metadata", {})
     elif {"decoder", "param_net", "config"} <= set(payload):
         model = _build(payload["config"])

@@ -286,7 +286,7 @@ def train(args: Args, task: Task | None = None) -> dict:
             if args.baseline == "mean":
                 running_baseline = args.baseline_momentum * running_baseline + (1 - args.baseline_momentum) * float(reward.detach().mean())
             window.add(reward=float(reward.detach().mean()), loss_in=float(loss_in.mean()), loss_out=float(loss_out.detach().mean()),
-                       length=float(seq.lengths.float().mean()), entropy=float(seq.entropy.mean()))
+                       length=float(seq.lengths.float().mean()), entropy=float(seq.entropy.detach().mean()))
             if (it + 1) % args.log_every == 0 or it + 1 == args.iterations:
                 row = {"iteration": it + 1, "temperature": round(tau, 5), **window.means(),
                        "seq_grad_variance": window.gradient_variance(),
