@@ -41,6 +41,8 @@ from ispbench.ops.modules import nlm_search_window
 from ispbench.paths import WEIGHTS_DIR, cache_dir
 from ispbench.training.checkpoint import settings_hash
 from ispbench.training.config import flat_dict, from_overrides
+from ispbench.tasks.segmentation_eval import evaluate_isp_segmentation
+from ispbench.tasks.segmenter import FrozenSegmenter
 from ispbench.training.detection import load_sample, make_targets
 
 METRICS = aisp.METRICS
@@ -499,20 +501,32 @@ def write_family_card(family: str, *, description: str, data: str, selection: st
 
 
 def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: str, notes: Sequence[str] = (),
-              select: bool = True, imgsz: int = 160, batch_size: int = 16) -> list[dict[str, Any]]:
+              select: bool = True, imgsz: int = 160, batch_size: int = 16, task: str = "detection") -> list[dict[str, Any]]:
     """Score each run's snapshots on the low-light val split, ship the best (or, ``select=False``, the run's
     ``final.pt``) to ``WEIGHTS_DIR/<file>`` with its logs, score it on the low-light test split, and write the
-    family's card (:func:`write_family_card`). ``runs``: per file ``file, run_dir, role, seed, command``."""
-    detector = aisp.load_detector("", imgsz=imgsz).model
-    val = load_detection_split("", "embedded", "val", 0, imgsz, light="low")
-    test = load_detection_split("", "embedded", "test", 0, imgsz, light="low")
+    family's card (:func:`write_family_card`). ``runs``: per file ``file, run_dir, role, seed, command``.
+    ``task="segmentation"``: scored by the frozen YOLO11n-seg on the splits with masks (mask mAP)."""
+    if task == "segmentation":
+        scorer = FrozenSegmenter(imgsz=imgsz)
+        val, test = (embedded_split(split, "low", "", 0, with_masks=True) for split in ("val", "test"))
+
+        def score(isp, dataset):
+            return evaluate_isp_segmentation(isp, dataset, scorer, batch_size=batch_size, imgsz=imgsz)
+    else:
+        scorer = aisp.load_detector("", imgsz=imgsz).model
+        val, test = (load_detection_split("", "embedded", split, 0, imgsz, light="low") for split in ("val", "test"))
+
+        def score(isp, dataset):
+            return aisp.evaluate_isp(isp, dataset, scorer, batch_size=batch_size, imgsz=imgsz)
     entries = []
     for r in runs:
         run_dir, dest = Path(r["run_dir"]), WEIGHTS_DIR / r["file"]
         summary = json.loads((run_dir / "summary.json").read_text())
         iterations_total = int(summary.get("iterations", summary.get("search_iterations", 0) + summary.get("finetune_iterations", 0)))
         if select:
-            curve = validation_curve(run_dir, val, detector, imgsz=imgsz, batch_size=batch_size)
+            curve = pd.DataFrame([{"iteration": it, **{m: round(float(res[m]), 2) for m in METRICS}, "file": path.name}
+                                  for it, path in aisp.snapshot_files(run_dir).items()
+                                  for res in [score(isp_from_file(path), val)]])
             shipped = ship_best_snapshot(run_dir, curve, dest)
             iteration = shipped["iteration"]
             val_metrics = curve.set_index("iteration").loc[iteration, list(METRICS)].to_dict()
@@ -525,21 +539,23 @@ def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: st
                 with atomic.atomic_open(dest, "wb") as f:
                     f.write(final.read_bytes())
             atomic.write_text(dest.with_name(dest.stem + "_train.csv"), (run_dir / "metrics.csv").read_text())
-            res = aisp.evaluate_isp(isp_from_file(dest), val, detector, batch_size=batch_size, imgsz=imgsz)
+            res = score(isp_from_file(dest), val)
             val_metrics = {m: round(float(res[m]), 2) for m in METRICS}
             atomic.write_text(dest.with_name(dest.stem + "_val.csv"),
                               pd.DataFrame([{"iteration": iterations_total, **val_metrics, "file": dest.name}]).to_csv(index=False))
             iteration = iterations_total
-        test_res = file_cache(dest, test, detector, split="test", imgsz=imgsz, batch_size=batch_size).result()
+        test_res = score(isp_from_file(dest), test)
         entries.append({"file": r["file"], "role": r["role"], "seed": r["seed"],
                         "command": f"{r['command']}  # shipped: the snapshot at iteration {iteration}" if select else r["command"],
                         "snapshot_iteration": int(iteration), "iterations": iterations_total,
                         "train_wall_time_s": float(summary["elapsed_s"]),
                         "val_metrics": {m: round(float(val_metrics[m]), 2) for m in METRICS},
                         "test_metrics": {m: round(float(test_res[m]), 2) for m in METRICS}})
-    data = (f"embedded detection set {candidates.dataset_version(test).split(':')[1]}: trained on the low-light train split (800 "
-            f"images), snapshots scored on the low-light val split (200), test split (200) never used for selection; {imgsz} px. "
-            f"Frozen detector `embedded_yolo.pt` (sha256 {candidates.file_sha256(aisp.DEFAULT_WEIGHTS)[:16]}...)")
+    scorer_file = "embedded_yolo11n_seg.pt" if task == "segmentation" else "embedded_yolo.pt"
+    data = (f"embedded detection set {candidates.dataset_version(load_detection_split('', 'embedded', 'test', 0, imgsz)).split(':')[1]}: "
+            f"trained on the low-light train split (800 images), snapshots scored on the low-light val split (200), test split "
+            f"(200) never used for selection; {imgsz} px. Frozen {task} network `{scorer_file}` (sha256 "
+            f"{candidates.file_sha256(WEIGHTS_DIR / scorer_file)[:16]}...)" + ("; mAP is mask mAP" if task == "segmentation" else ""))
     selection = ("the snapshot with the best val mAP@0.5:0.95 (ispbench.chapters.adaptiveisp.best_snapshot), the same rule "
                  "for every method" if select else "the run's final model (no snapshot selection)")
     write_family_card(family, description=description, data=data, selection=selection,
