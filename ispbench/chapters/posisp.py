@@ -39,10 +39,10 @@ from ispbench.methods.posisp.inference import EXPORT_FORMAT, export_model, load_
 from ispbench.methods.posisp.networks import STOP, PosISP, n_parameters, render
 from ispbench.ops.modules import nlm_search_window
 from ispbench.paths import WEIGHTS_DIR, cache_dir
-from ispbench.training.checkpoint import settings_hash
-from ispbench.training.config import flat_dict, from_overrides
 from ispbench.tasks.segmentation_eval import evaluate_isp_segmentation
 from ispbench.tasks.segmenter import FrozenSegmenter
+from ispbench.training.checkpoint import settings_hash
+from ispbench.training.config import flat_dict, from_overrides
 from ispbench.training.detection import load_sample, make_targets
 
 METRICS = aisp.METRICS
