@@ -65,7 +65,8 @@ def test_status_full_partly_not_yet(results):
     assert status.loc[(A, "1")].pages == "adaptiveisp/table1"  # the book's page even before a run
     assert status.loc[("IRPO", "abstract")].status == "not yet"
     assert status.loc[(R, "2")].cells_paper == 12  # OOM cells are not numbers to reproduce
-    assert "POS-ISP" not in set(status.reset_index()["paper"])
+    assert status.loc[("POS-ISP", "main")].status == "not yet" and status.loc[("POS-ISP", "main")].cells_paper == 72
+    assert "posisp/main" not in status.loc[("POS-ISP", "main")].pages  # no POS-ISP result in this fixture
 
 
 def test_newest_result_wins_and_differences_use_current_paper_numbers(results):
@@ -105,7 +106,6 @@ def test_markdown_contains_numbers_and_statuses(results):
     assert "| Random-Target | RLPixTuner | PSNR |   | 38.46 | 33.46 | -5.00 |" in page
     assert "| OnePlus | RGB | mAP@0.5 |   | not in paper | 50.0 |" in page
     assert "OOM" in page
-    assert "POS-ISP: not yet reproduced: no notebook" in page
     assert "## POS-ISP" in page and "### IRPO: Abstract" in page
     _check_pipe_tables(page)
 
@@ -126,7 +126,7 @@ def _check_pipe_tables(page: str) -> None:
 def test_empty_results_page_says_nothing_ran(results):
     page = report.status_markdown("embedded")
     assert "Nothing has run yet" in page
-    assert page.count("| not yet: 0 of ") == len(report.status_table("embedded")) == 15
+    assert page.count("| not yet: 0 of ") == len(report.status_table("embedded")) == 17
     _check_pipe_tables(page)
 
 

@@ -17,7 +17,8 @@ from ispbench.data.prepared import DatasetMissingError, prepare_command
 def embedded_split(split: str = "test", light: str = "low", data_root: str = "", n_images: int = 0, *,
                    with_masks: bool = False):
     """The embedded split, optionally only its first ``n_images`` items (with instance ``masks`` when asked)."""
-    ds = synthetic_detection.load_split(split, light, root=data_root or None, with_masks=with_masks)
+    masks = {"with_masks": True} if with_masks else {}  # detection callers keep load_split's two-argument form
+    ds = synthetic_detection.load_split(split, light, root=data_root or None, **masks)
     if n_images and n_images < len(ds):
         ds = torch.utils.data.Subset(ds, list(range(n_images)))
     return ds

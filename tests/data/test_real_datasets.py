@@ -232,7 +232,7 @@ def test_loader_errors_missing_prepare_split_and_corrupt_file(tmp_path):
         ds[1]
     with pytest.raises(ValueError, match="unknown dataset 'kitti'"):
         get_dataset("kitti", tmp_path)
-    assert set(REAL_DATASETS) == {"lod", "oneplus", "coco_raw", "fivek", "hdrplus"}
+    assert set(REAL_DATASETS) == {"lod", "lis", "oneplus", "coco_raw", "fivek", "hdrplus"}
 
 
 def test_finishing_loader_and_collate(tmp_path):
