@@ -4,7 +4,7 @@ Real datasets (the user downloads them; ``ispbench data prepare NAME --root DIR`
 once into linear 16-bit PNGs, YOLO label files and split files; see ``data_cards/NAME.md``):
 
 - ``lod``: :class:`ispbench.data.lod.LODDataset`, detection (AdaptiveISP)
-- ``lis``: :class:`ispbench.data.lis.LISDataset`, instance segmentation in the dark (POS-ISP; LIS-Dark / LIS-All)
+- ``lis``: ``ispbench.data.lis.LISDataset``, instance segmentation in the dark (POS-ISP; LIS-Dark / LIS-All)
 - ``oneplus``: :class:`ispbench.data.oneplus.OnePlusDataset`, detection (AdaptiveISP)
 - ``coco_raw``: :class:`ispbench.data.coco_raw.RawCOCODataset`, detection (AdaptiveISP)
 - ``fivek``: :class:`ispbench.data.fivek.FiveKDataset`, photo finishing (RLPixTuner)

@@ -20,7 +20,7 @@ On disk (``cache_dir()/embedded_detection/<version hash>/``)::
     meta/{split}_{light}.json         per-image metadata (iso, exposure_time, light, ...)
     labels/{split}.json               boxes per scene (the same for both lights)
     masks/{split}.npz                 ``instance_ids``: (N, H, W) uint8 instance-id maps (0 = background,
-                                      k = the k-th object of the scene's label list), see :func:`instance_id_map`
+                                      k = the k-th object of the scene's label list), see ``instance_id_map``
     yolo/images/{split}/*.png         normal-light sRGB (static default ISP), for the detector
     yolo/labels/{split}/*.txt         YOLO labels ``class cx cy w h`` (normalised)
     yolo/data.yaml                    ultralytics data file
@@ -28,13 +28,13 @@ On disk (``cache_dir()/embedded_detection/<version hash>/``)::
     yolo_low/labels/..., yolo_low/data.yaml
     yolo_seg/images/{split}/*.png     the same PNGs as ``yolo/`` (hard links where possible), for the segmenter
     yolo_seg/labels/{split}/*.txt     YOLO segment labels ``class x1 y1 x2 y2 ...`` (one polygon per object,
-                                      holes and separate parts joined by zero-width cuts, see :func:`mask_polygon`)
+                                      holes and separate parts joined by zero-width cuts, see ``mask_polygon``)
     yolo_seg/data.yaml, yolo_seg_low/ (low-light val/test, like ``yolo_low/``)
     COMPLETE                          written last (a folder without it is never used)
 
 Folders generated before the masks existed (same version hash: the masks change no pixel) get
-``masks/`` from :func:`ensure_masks` (the scenes re-rendered and checked against the stored boxes)
-and ``yolo_seg*/`` from :func:`ensure_seg_export`; ``load_split(..., with_masks=True)`` calls the first.
+``masks/`` from ``ensure_masks`` (the scenes re-rendered and checked against the stored boxes)
+and ``yolo_seg*/`` from ``ensure_seg_export``; ``load_split(..., with_masks=True)`` calls the first.
 
 Example:
     >>> ds = load_split("val", "low")                     # doctest: +SKIP
@@ -446,7 +446,7 @@ def photograph(scene: dict[str, Any], light: str, cfg: GeneratorConfig, split: s
 
 #: Key of the instance-id maps in ``masks/{split}.npz``.
 MASKS_KEY = "instance_ids"
-#: Super-sampling of :func:`mask_polygon`'s contour tracing (outline within ``1 / (2 * 4)`` px of the pixel edges).
+#: Super-sampling of ``mask_polygon``'s contour tracing (outline within ``1 / (2 * 4)`` px of the pixel edges).
 POLYGON_UPSAMPLE = 4
 
 
@@ -514,7 +514,7 @@ def mask_polygon(mask: np.ndarray, upsample: int = POLYGON_UPSAMPLE) -> np.ndarr
     The mask is super-sampled ``upsample`` times (nearest) and its outer and hole contours
     traced (OpenCV, ``RETR_CCOMP``), simplified by at most ``0.1`` px (Douglas-Peucker), then
     each hole is spliced into its outer contour and every further part into the largest one
-    with zero-width cuts (:func:`_splice`; ultralytics labels hold one polygon per object). A
+    with zero-width cuts (``_splice``; ultralytics labels hold one polygon per object). A
     rasterised cut is a line of pixels, so a detached part smaller (in pixels) than its cut is
     long is left out (a sliver that occlusion cut off). The outline runs within
     ``1 / (2 * upsample)`` px of the pixel edges, so the polygon's bounding box is the mask's
@@ -564,7 +564,7 @@ def segment_label_lines(ids: np.ndarray, labels: Any) -> str:
     """YOLO segment label file text of one scene: one line ``class x1 y1 x2 y2 ...`` (normalised) per object.
 
     Args:
-        ids: ``(H, W)`` instance-id map (:func:`instance_id_map`).
+        ids: ``(H, W)`` instance-id map (``instance_id_map``).
         labels: ``(N,)`` class ids of objects ``1 .. N``.
     """
     h, w = ids.shape
@@ -708,7 +708,7 @@ def _write_seg_export(data: Path, dest: Path, final: Path, version: str) -> None
 def ensure_seg_export(path: str | os.PathLike) -> Path:
     """The ultralytics segmentation export ``yolo_seg/data.yaml`` of a dataset folder, written if missing.
 
-    Writes the masks first if needed (:func:`ensure_masks`), then ``yolo_seg/`` (the normal-light
+    Writes the masks first if needed (``ensure_masks``), then ``yolo_seg/`` (the normal-light
     PNGs of ``yolo/`` with polygon labels) and ``yolo_seg_low/`` (low-light val/test, like
     ``yolo_low/``) into a temporary folder, renamed into place (``yolo_seg/`` last: once it
     exists, both are complete).
@@ -890,7 +890,7 @@ class EmbeddedDetection(torch.utils.data.Dataset):
     normalised ``cx, cy, w, h``; ``labels`` (N,) int64; ``meta`` dict with ``iso``,
     ``exposure_time`` (s), ``light`` (lux), ``scene_id`` and more. With ``with_masks=True`` also
     ``masks`` (N, H, W) bool instance masks, one per box (from ``masks/{split}.npz``, read once
-    on first use; :func:`ensure_masks` writes it for a folder generated before masks existed).
+    on first use; ``ensure_masks`` writes it for a folder generated before masks existed).
     """
 
     def __init__(self, path: str | os.PathLike, split: str, light: str, *, with_masks: bool = False):
@@ -976,7 +976,7 @@ def load_split(split: str, light: str, root: str | os.PathLike | None = None, *,
         root: a dataset folder (one holding ``info.json``), or a parent folder to generate the
             default configuration under, or ``None`` for ``cache_dir()/embedded_detection``.
         with_masks: items also hold ``masks`` (N, H, W) bool; writes the folder's masks first if it
-            predates them (:func:`ensure_masks`).
+            predates them (``ensure_masks``).
 
     Returns:
         A :class:`EmbeddedDetection` torch Dataset.

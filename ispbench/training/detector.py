@@ -11,14 +11,14 @@ mAP@0.5:0.95 (box, and mask for a segmenter) on
 
 The stripped checkpoint (no optimizer state) is written atomically to ``--out`` (default
 ``ispbench/weights/embedded_yolo.pt``; with ``--task segment`` the embedded YOLO11n-seg,
-:data:`~ispbench.tasks.segmenter.DEFAULT_SEG_WEIGHTS`) with a model card (``.md``) and metrics
+``ispbench.tasks.segmenter.DEFAULT_SEG_WEIGHTS``) with a model card (``.md``) and metrics
 (``.json``) beside it. ultralytics' run folders go to ``cache_dir()/runs``, never into the repository.
 
 ``--task segment`` trains an instance-segmentation model (a ``-seg`` YAML such as
 ``yolo11n-seg.yaml``) on the polygon export ``yolo_seg/`` of the same images
-(:func:`~ispbench.data.synthetic_detection.ensure_seg_export`; written on first use). It is the
+(``ispbench.data.synthetic_detection.ensure_seg_export``; written on first use). It is the
 frozen task network of the POS-ISP / AdaptiveISP segmentation experiments
-(:class:`~ispbench.tasks.segmenter.FrozenSegmenter`).
+(``ispbench.tasks.segmenter.FrozenSegmenter``).
 
 Example:
     $ ispbench train detector --epochs 30 --imgsz 160 --seed 0
