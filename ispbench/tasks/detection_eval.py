@@ -34,7 +34,6 @@ PAD_VALUE = 114.0 / 255.0
 
 __all__ = [
     "PAD_VALUE",
-    "as_percent",
     "collate_letterboxed",
     "cross_detector_eval",
     "evaluate_isp",
