@@ -37,7 +37,18 @@ def _lod_with_splits(root: Path) -> Path:
     return root
 
 
-BUILDERS = {"lod": _lod_with_splits, "oneplus": build_oneplus, "coco_raw": build_coco, "fivek": build_fivek,
+def _oneplus_with_splits(root: Path) -> Path:
+    """The OnePlus fixture plus the release's split lists (Table 9 trains on `train`, scores `val_release`)."""
+    build_oneplus(root)
+    data = root / "data"  # a third image (a copy of the second): ReconfigISP's search halves the train split
+    (data / "0003.png").write_bytes((data / "0002.png").read_bytes())
+    (data / "0003.json").write_text((data / "0002.json").read_text().replace("0002.png", "0003.png"))
+    (root / "train.txt").write_text("0001.png\n0002.png\n")
+    (root / "val.txt").write_text("0003.png\n")
+    return root
+
+
+BUILDERS = {"lod": _lod_with_splits, "oneplus": build_oneplus, "oneplus+splits": _oneplus_with_splits, "coco_raw": build_coco, "fivek": build_fivek,
             "hdrplus": build_hdrplus}
 IMGSZ = 64
 #: Every AdaptiveISP notebook: the paper's settings but tiny (all 3 LOD fixture images, 64 px, 2 iterations).
@@ -51,6 +62,7 @@ NOTEBOOKS = {
     "adaptiveisp/table5": ("lod", {**ADAPTIVEISP, "T": 2}),
     "adaptiveisp/table8": ("lod", ADAPTIVEISP),
     "adaptiveisp/pipelines": ("lod", {**ADAPTIVEISP, "n_examples": 2}),
+    "adaptiveisp/table9": ("oneplus+splits", {**ADAPTIVEISP, "dataset": "oneplus", "reconfig_iterations": 2}),
     "posisp/main": ("lod", {"device": "cpu", "dataset": "lod", "imgsz": IMGSZ, "batch_size": 4, "iterations": 2}),
     "rlpixtuner/table1": ("fivek", {**RLPIXTUNER, "budget": 4, "proxy_iterations": 2, "iterations": 40}),
     "rlpixtuner/table3": ("hdrplus", {**RLPIXTUNER, "budget": 4, "proxy_iterations": 2}),
@@ -104,7 +116,7 @@ def paper_env(tmp_path_factory):
     def data_root(name: str) -> Path:
         if name not in prepared:
             root = BUILDERS[name](base / "downloads" / name)
-            assert prepare_main([name, "--root", str(root), "--out", str(root / PREPARED_DIRNAME)]) == 0
+            assert prepare_main([name.split("+")[0], "--root", str(root), "--out", str(root / PREPARED_DIRNAME)]) == 0
             prepared[name] = root
         return prepared[name]
 
@@ -116,6 +128,7 @@ def paper_env(tmp_path_factory):
 
 def _run_paper(env, notebook: str, dataset: str, overrides: dict) -> tuple[dict, float]:
     root = env["data_root"](dataset)
+    dataset = dataset.split("+")[0]  # "oneplus+splits": the OnePlus fixture with its split lists
     params = {**overrides, "data_root": str(root), "dataset": dataset}
     if notebook.startswith(("adaptiveisp/", "posisp/")):
         params["detector_weights"] = str(env["detector"])
@@ -152,7 +165,7 @@ def _cases():
 @pytest.mark.parametrize(("notebook", "dataset", "overrides"), list(_cases()))
 def test_notebook_runs_under_paper_profile_on_fixture_data(paper_env, notebook, dataset, overrides):
     result, seconds = _run_paper(paper_env, notebook, dataset, overrides)
-    _check(result, notebook, dataset, paper_env["data_root"](dataset))
+    _check(result, notebook, dataset.split("+")[0], paper_env["data_root"](dataset))
     print(f"{notebook} ({dataset}): {seconds:.1f} s")
 
 

@@ -55,7 +55,7 @@ def test_status_full_partly_not_yet(results):
     assert t9.mean_abs_difference == pytest.approx({"mAP@0.5": (2.0 + 5.0) / 2, "mAP@0.75": 2.0, "mAP@0.5:0.95": 3.0})
     assert t9.units == {"mAP@0.5": "%", "mAP@0.75": "%", "mAP@0.5:0.95": "%"}
     assert t9.notebooks == "adaptiveisp/table9" and "8 images" in t9.data and t9.profile == "embedded"
-    assert t9.pages == ""  # adaptiveisp/table9 is no notebook of the book
+    assert t9.pages == "adaptiveisp/table9"  # the book's page of the table
     t1 = status.loc[(R, "1")]
     assert t1.status == "partly" and t1.cells_compared == 2 and t1.cells_paper == 28
     assert t1.mean_abs_difference == pytest.approx({"PSNR": 5.0, "SSIM": 0.03})
@@ -95,7 +95,8 @@ def test_markdown_contains_numbers_and_statuses(results):
     summary = page.split("## Summary\n\n", 1)[1].split("\n## ", 1)[0]
     adaptive = summary.split("### AdaptiveISP tables\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert adaptive[0] == "| Table | Status: compared | Mean abs. difference |"
-    assert "| Table 9 | reproduced: 4 of 4 | mAP@0.5 3.5 pt; mAP@0.75 2.0 pt; mAP@0.5:0.95 3.0 pt |" in adaptive
+    assert ("| [Table 9](executed/adaptiveisp/table9.ipynb) | reproduced: 4 of 4 | mAP@0.5 3.5 pt; mAP@0.75 2.0 pt; "
+            "mAP@0.5:0.95 3.0 pt |") in adaptive
     assert "| [Table 1](executed/adaptiveisp/table1.ipynb) | not yet: 0 of 50 | — |" in adaptive
     assert ("| [Table 1](executed/rlpixtuner/table1.ipynb) | partly: 2 of 28 | PSNR 5.00 dB; SSIM 0.0300 |"
             in summary.split("### RLPixTuner tables\n\n", 1)[1].splitlines())

@@ -84,6 +84,8 @@ class Loaded:
     model: Any
     source: str
     note: str
+    path: Path | None = None
+    """the model's file (shipped or retrained), ``None`` for an untrained model"""
 
 
 def load_detector(detector_weights: str = "", *, imgsz: int, device: str = "cpu", allow_random: bool = False) -> Loaded:
@@ -165,10 +167,10 @@ def baseline_model(
         export = out / "model.pt"
         args = from_overrides(baseline_train.Args, {"out_dir": str(out), "export": str(export)}, base=args)
         baseline_train.train(args)
-        return Loaded(load_baseline(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}")
+        return Loaded(load_baseline(export, device), "retrained", f"trained now: {args.iterations} iterations, seed {seed}", export)
     path = Path(checkpoint) if checkpoint else default_weights(method)
     if path.is_file():
-        return Loaded(load_baseline(path, device), "shipped", f"checkpoint {path.name}")
+        return Loaded(load_baseline(path, device), "shipped", f"checkpoint {path.name}", path)
     if allow_untrained:
         torch.manual_seed(0)
         pipe = [m for m in FIXED_PIPELINE if m != "denoise"]

@@ -58,12 +58,15 @@ PAPER_NAMES = {
     "adaptiveisp_budget": "AdaptiveISP (same budget)",
     "posisp": "POS-ISP",
     "posisp_loo": "POS-ISP (leave-one-out baseline)",
+    "posisp_long": "POS-ISP (4x longer training)",
     "posisp_seg": "POS-ISP (trained for segmentation)",
 }
 #: Shipped training seeds of each learned ISP (seed 0 first); missing files are skipped by :func:`shipped_files`.
 SEED_FILES: dict[str, tuple[str, ...]] = {
     "posisp": ("posisp_embedded.pt", "posisp_embedded_seed1.pt", "posisp_embedded_seed2.pt"),
     "posisp_loo": ("posisp_loo_embedded.pt", "posisp_loo_embedded_seed1.pt", "posisp_loo_embedded_seed2.pt"),
+    # the authors' settings for 4,800 iterations instead of 1,200 (the temperature's half-life scaled with it)
+    "posisp_long": ("posisp_long_embedded.pt", "posisp_long_embedded_seed1.pt", "posisp_long_embedded_seed2.pt"),
     "adaptiveisp_budget": ("adaptiveisp_budget_embedded.pt", "adaptiveisp_budget_embedded_seed1.pt",
                            "adaptiveisp_budget_embedded_seed2.pt"),
     "reconfigisp": ("reconfigisp_embedded.pt", "reconfigisp_embedded_seed1.pt", "reconfigisp_embedded_seed2.pt"),
@@ -501,11 +504,14 @@ def write_family_card(family: str, *, description: str, data: str, selection: st
 
 
 def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: str, notes: Sequence[str] = (),
-              select: bool = True, imgsz: int = 160, batch_size: int = 16, task: str = "detection") -> list[dict[str, Any]]:
+              select: bool = True, imgsz: int = 160, batch_size: int = 16, task: str = "detection",
+              n_train: int = 0, keep_shipped: bool = False) -> list[dict[str, Any]]:
     """Score each run's snapshots on the low-light val split, ship the best (or, ``select=False``, the run's
     ``final.pt``) to ``WEIGHTS_DIR/<file>`` with its logs, score it on the low-light test split, and write the
     family's card (:func:`write_family_card`). ``runs``: per file ``file, run_dir, role, seed, command``.
-    ``task="segmentation"``: scored by the frozen YOLO11n-seg on the splits with masks (mask mAP)."""
+    ``task="segmentation"``: scored by the frozen YOLO11n-seg on the splits with masks (mask mAP). ``n_train``: the
+    runs saw only the first ``n_train`` train images (the card says so). ``keep_shipped``: the family's card keeps
+    its other files' entries (a seed added later, whose siblings' run folders are gone)."""
     if task == "segmentation":
         scorer = FrozenSegmenter(imgsz=imgsz)
         val, test = (embedded_split(split, "low", "", 0, with_masks=True) for split in ("val", "test"))
@@ -551,9 +557,16 @@ def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: st
                         "train_wall_time_s": float(summary["elapsed_s"]),
                         "val_metrics": {m: round(float(val_metrics[m]), 2) for m in METRICS},
                         "test_metrics": {m: round(float(test_res[m]), 2) for m in METRICS}})
+    card = WEIGHTS_DIR / f"{family}.json"
+    if keep_shipped and card.is_file():
+        fields = ("file", "role", "seed", "command", "snapshot_iteration", "iterations", "train_wall_time_s", "val_metrics",
+                  "test_metrics")
+        new = {e["file"] for e in entries}
+        kept = [{k: e[k] for k in fields} for name, e in json.loads(card.read_text())["files"].items() if name not in new]
+        entries = sorted(kept + entries, key=lambda e: (e["seed"], e["file"]))
     scorer_file = "embedded_yolo11n_seg.pt" if task == "segmentation" else "embedded_yolo.pt"
     data = (f"embedded detection set {candidates.dataset_version(load_detection_split('', 'embedded', 'test', 0, imgsz)).split(':')[1]}: "
-            f"trained on the low-light train split (800 images), snapshots scored on the low-light val split (200), test split "
+            f"trained on {f'the first {n_train} images of the low-light train split' if n_train else 'the low-light train split (800 images)'}, snapshots scored on the low-light val split (200), test split "
             f"(200) never used for selection; {imgsz} px. Frozen {task} network `{scorer_file}` (sha256 "
             f"{candidates.file_sha256(WEIGHTS_DIR / scorer_file)[:16]}...)" + ("; mAP is mask mAP" if task == "segmentation" else ""))
     selection = ("the snapshot with the best val mAP@0.5:0.95 (ispbench.chapters.adaptiveisp.best_snapshot), the same rule "

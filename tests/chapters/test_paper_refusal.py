@@ -52,3 +52,13 @@ def test_posisp_paper_profile_with_empty_data_root_refuses():
         with pytest.raises(DatasetMissingError) as info:
             load(params)
         assert "data_root" in str(info.value) and "ispbench data prepare lod" in str(info.value)
+
+
+def test_table9_paper_profile_with_empty_data_root_refuses():
+    from ispbench.chapters import limited_data
+
+    params = _paper_params("adaptiveisp/table9")
+    assert params["data_root"] == "" and params["retrain"] is True and params["dataset"] == "oneplus"
+    with pytest.raises(DatasetMissingError) as info:
+        limited_data.load_test_split(params)
+    assert "data_root" in str(info.value) and "ispbench data prepare oneplus" in str(info.value)

@@ -20,7 +20,7 @@ from ispbench.papers import side_by_side  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 #: The notebooks whose pages show a paper's table.
 TABLE_NOTEBOOKS = ["adaptiveisp/table1", "adaptiveisp/table3", "adaptiveisp/table4", "adaptiveisp/table5",
-                   "adaptiveisp/table8", "rlpixtuner/table1", "rlpixtuner/table2", "rlpixtuner/table3",
+                   "adaptiveisp/table8", "adaptiveisp/table9", "rlpixtuner/table1", "rlpixtuner/table2", "rlpixtuner/table3",
                    "rlpixtuner/table4"]
 
 

@@ -81,7 +81,9 @@ def _common(params: Mapping[str, Any]) -> dict[str, Any]:
     data_root = params["data_root"]
     return dict(seed=params["seed"], device=params["device"], data_root=data_root,
                 dataset=params["dataset"] if data_root else "", detector_weights=params["detector_weights"],
-                imgsz=params["imgsz"], iterations=params["iterations"])
+                imgsz=params["imgsz"], iterations=params["iterations"],
+                # Table 9 (limited data): the first n_train training images; absent elsewhere, so other runs keep their hash
+                **({"n_train": params["n_train"]} if params.get("n_train") else {}))
 
 
 def recipe_name(params: Mapping[str, Any]) -> str:
