@@ -13,6 +13,8 @@ from ispbench.detection_baselines import candidates, reconfigisp_train
 from ispbench.detection_baselines import train as baseline_train
 from ispbench.finishing_baselines import proxy
 from ispbench.methods.adaptiveisp import train as adaptiveisp_train
+from ispbench.methods.irpo import grpo as irpo_grpo
+from ispbench.methods.irpo import pretrain as irpo_pretrain
 from ispbench.methods.posisp import train as posisp_train
 from ispbench.methods.rlpixtuner import train as rlpixtuner_train
 from ispbench.paths import WEIGHTS_DIR
@@ -30,8 +32,10 @@ TRAINERS = {
     "candidates": (candidates.CandidatesArgs, None),
     "posisp": (posisp_train.Args, None),
     "reconfigisp": (reconfigisp_train.Args, None),
+    "irpo-pretrain": (irpo_pretrain.Args, None),
+    "irpo": (irpo_grpo.Args, None),
 }
-COMMAND = re.compile(r"ispbench train (\w+)([^`\n\"]*)")
+COMMAND = re.compile(r"ispbench train ([\w-]+)([^`\n\"]*)")
 
 
 def recipe_commands() -> list[tuple[str, str, str]]:

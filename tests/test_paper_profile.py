@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from data.conftest import build_coco, build_fivek, build_hdrplus, build_lod, build_oneplus
+from data.conftest import build_coco, build_fivek, build_hdrplus, build_lod, build_oneplus, build_restoration_tests
 
 from ispbench import runner
 from ispbench.data.prepare import main as prepare_main
@@ -49,7 +49,9 @@ def _oneplus_with_splits(root: Path) -> Path:
 
 
 BUILDERS = {"lod": _lod_with_splits, "oneplus": build_oneplus, "oneplus+splits": _oneplus_with_splits, "coco_raw": build_coco, "fivek": build_fivek,
-            "hdrplus": build_hdrplus}
+            "hdrplus": build_hdrplus, "restoration": build_restoration_tests}
+#: Sets read as they are (no `ispbench data prepare` step).
+UNPREPARED = ("restoration",)
 IMGSZ = 64
 #: Every AdaptiveISP notebook: the paper's settings but tiny (all 3 LOD fixture images, 64 px, 2 iterations).
 ADAPTIVEISP = dict(device="cpu", dataset="lod", imgsz=IMGSZ, batch_size=4, iterations=2)
@@ -68,6 +70,7 @@ NOTEBOOKS = {
     "rlpixtuner/table3": ("hdrplus", {**RLPIXTUNER, "budget": 4, "proxy_iterations": 2}),
     "rlpixtuner/table4": ("fivek", {**RLPIXTUNER, "iterations": 40}),
     "rlpixtuner/trajectory": ("fivek", RLPIXTUNER),
+    "irpo/main": ("restoration", {"device": "cpu", "size": 32}),
 }
 #: OnePlus and raw COCO are evaluation sets (one ``all`` split, no ``train``): scored with the shipped
 #: embedded policies they run; retraining (the paper profile's ``retrain=True``) has no training split to use.
@@ -84,7 +87,7 @@ NO_DATA = {
     "ops/benchmark": {"device": "cpu", "size": 16, "batches": [1, 2], "repeats": 1},
 }
 #: Run by ``make test`` (not slow): one notebook of each paper.
-FAST = ("adaptiveisp/table1", "rlpixtuner/trajectory")
+FAST = ("adaptiveisp/table1", "rlpixtuner/trajectory", "irpo/main")
 
 
 def _tiny_coco_detector(path: Path) -> Path:
@@ -116,7 +119,8 @@ def paper_env(tmp_path_factory):
     def data_root(name: str) -> Path:
         if name not in prepared:
             root = BUILDERS[name](base / "downloads" / name)
-            assert prepare_main([name.split("+")[0], "--root", str(root), "--out", str(root / PREPARED_DIRNAME)]) == 0
+            if name not in UNPREPARED:
+                assert prepare_main([name.split("+")[0], "--root", str(root), "--out", str(root / PREPARED_DIRNAME)]) == 0
             prepared[name] = root
         return prepared[name]
 
@@ -129,7 +133,9 @@ def paper_env(tmp_path_factory):
 def _run_paper(env, notebook: str, dataset: str, overrides: dict) -> tuple[dict, float]:
     root = env["data_root"](dataset)
     dataset = dataset.split("+")[0]  # "oneplus+splits": the OnePlus fixture with its split lists
-    params = {**overrides, "data_root": str(root), "dataset": dataset}
+    params = {**overrides, "data_root": str(root)}
+    if not notebook.startswith("irpo/"):  # the IRPO notebook reads every test set under data_root
+        params["dataset"] = dataset
     if notebook.startswith(("adaptiveisp/", "posisp/")):
         params["detector_weights"] = str(env["detector"])
     start = time.perf_counter()

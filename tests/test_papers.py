@@ -153,6 +153,10 @@ EXPECTED_COUNTS = {
     (A, "8"): 22, (A, "9"): 4, (A, "10"): 6,
     (R, "1"): 28, (R, "2"): 16, (R, "3"): 18, (R, "4"): 10,
     ("IRPO", "abstract"): 2,
+    ("IRPO", "data_ablation"): 12,
+    ("IRPO", "in_domain"): 24,
+    ("IRPO", "ood"): 24,
+    ("IRPO", "reward_ablation"): 8,
     ("POS-ISP", "main"): 72, ("POS-ISP", "efficiency"): 17,
 }
 
@@ -201,9 +205,15 @@ def test_table4_and_8_settings():
 
 
 def test_irpo_deltas_and_posisp_tables():
-    irpo = papers.load("IRPO")
-    assert sorted(irpo["value"]) == [0.83, 3.43]
-    assert set(irpo["setting"]) == {"relative_to=AdaIR"}
+    deltas = papers.load("IRPO").query("table == 'abstract'")
+    assert sorted(deltas["value"]) == [0.83, 3.43]
+    assert set(deltas["setting"]) == {"relative_to=AdaIR"}
+    # the README tables' averages give the abstract's gains
+    gain = papers.value("IRPO", "in_domain", "average", "IRPO", "PSNR") - papers.value("IRPO", "in_domain", "average", "AdaIR", "PSNR")
+    assert round(gain, 2) == 0.83
+    gain = papers.value("IRPO", "ood", "average", "IRPO", "PSNR") - papers.value("IRPO", "ood", "average", "AdaIR", "PSNR")
+    assert round(gain, 2) == 3.43
+    assert papers.value("IRPO", "data_ablation", "average", "random", "PSNR", "fraction=30%") == 30.4
     assert papers.tables("POS-ISP") == ["efficiency", "main"]
     # spot checks against the reference's tables
     assert papers.value("POS-ISP", "main", "LIS-Dark", "POS-ISP", "mAP@0.5") == 51.8
@@ -232,7 +242,7 @@ def test_load_unknown_paper_lists_valid():
 def test_tables_numeric_order():
     assert papers.tables(A) == [str(i) for i in range(1, 11)]
     assert papers.tables(R) == ["1", "2", "3", "4"]
-    assert papers.tables("IRPO") == ["abstract"]
+    assert papers.tables("IRPO") == ["abstract", "data_ablation", "in_domain", "ood", "reward_ablation"]
 
 
 def test_value_accepts_int_table_and_paper_variants():

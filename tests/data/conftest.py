@@ -192,3 +192,32 @@ def build_hdrplus(root: Path) -> Path:
 @pytest.fixture
 def hdrplus_root(tmp_path) -> Path:
     return build_hdrplus(tmp_path / "hdrplus")
+
+
+def build_restoration_tests(root: Path, n: int = 2, size: tuple[int, int] = (40, 44)) -> Path:
+    """IRPO's ten test sets in the AdaIR data tree (``test/...``, the OOD sets under ``OOD/...``), ``n`` smooth
+    colour images each (clean) with a darker, shifted copy as the degraded one; BSD68 holds clean images only
+    (its noise is added by the loader)."""
+    import cv2
+
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def image(k: int) -> np.ndarray:
+        return np.stack([(40 + 3 * k + 2 * yy + xx + 50 * c) % 256 for c in range(3)], axis=2).astype(np.uint8)
+
+    def write(path: Path, rgb: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))
+
+    def pair(degraded: Path, clean: Path, k: int) -> None:
+        write(clean, image(k))
+        write(degraded, (image(k) * 0.6 + 20).astype(np.uint8))
+
+    for k in range(n):
+        pair(root / f"test/dehaze/input/{k:04d}_0.8_0.2.png", root / f"test/dehaze/target/{k:04d}.png", k)
+        for folder in ("test/derain/Rain100L", "test/deblur/gopro", "test/enhance/lol", "OOD/SIDD", "OOD/GT-RAIN_test",
+                       "OOD/RRSHID", "OOD/ReLoBlur", "OOD/LoLI-Street/Val"):
+            pair(root / folder / "input" / f"{k}.png", root / folder / "target" / f"{k}.png", k)
+        write(root / f"test/denoise/bsd68/{k}.png", image(k))
+    return root
