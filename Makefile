@@ -58,6 +58,10 @@ bench: $(STAMP)
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable | grep -v -i '^ispbench' > requirements.lock.new
+	@# the optional [vlm] extra is not installed here: keep its hand-made pins
+	@grep -E '^(transformers|accelerate)==' requirements.lock | while read -r pin; do \
+	   grep -q -i "^$${pin%%==*}==" requirements.lock.new || echo "$$pin" >> requirements.lock.new; done
+	@sort -f -o requirements.lock.new requirements.lock.new
 	@{ echo "# Exact versions ispbench is tested with (Python 3.11, Linux x86_64), used as pip constraints by the Makefile."; \
 	   echo "# Regenerate after changing pyproject.toml: make lock"; cat requirements.lock.new; } > requirements.lock
 	@rm requirements.lock.new

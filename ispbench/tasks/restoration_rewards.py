@@ -82,10 +82,10 @@ def perceptual_distance(kind: str, *, device: str = "cpu") -> Callable[[torch.Te
 def general_reward(restored: torch.Tensor, clean: torch.Tensor, *, perceptual: str | Callable = "lpips") -> torch.Tensor:
     """``(B,)`` ``0.4 clamp(PSNR/40, 0, 1) + 0.3 clamp(SSIM, 0, 1) + 0.3 (1 - clamp(d, 0, 1))`` (the authors' weights).
 
-    ``perceptual``: ``"lpips"``, ``"gmsd"`` or a callable distance ``(pred, target) -> (B,)``.
+    ``perceptual``: ``"lpips"``, ``"gmsd"`` or a callable distance ``(pred, target) -> (B,)``. ``restored`` is
+    scored as it is, not clamped (the authors' code scores the raw network output).
     """
     distance = perceptual_distance(perceptual) if isinstance(perceptual, str) else perceptual
-    restored = restored.clamp(0, 1)
     w = GENERAL_WEIGHTS
     return (w["psnr"] * (psnr(restored, clean) / 40.0).clamp(0, 1) + w["ssim"] * ssim(restored, clean).clamp(0, 1)
             + w["perceptual"] * (1.0 - distance(restored, clean).clamp(0, 1)))
