@@ -143,3 +143,21 @@ def test_bad_arguments_are_named(tmp_path):
 def test_smooth_images_fixture_is_smooth():
     img = smooth_images(__import__("numpy").random.default_rng(0), 1)
     assert img.shape == (1, 3, 32, 32) and float((img[..., 1:] - img[..., :-1]).abs().mean()) < 0.05
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_policy_gradient_alone_never_changes_the_test_time_path(tmp_path):
+    # the Beta heads are not on the deterministic path and the log-probability reaches no other trainable layer:
+    # without the L1 and consistency terms GRPO leaves the test-time restoration exactly as it was (weight decay
+    # off: AdamW would otherwise shrink the shared layers, whose gradients are then zero, not absent)
+    pool, val = toy_set(4, 0), toy_set(2, 1)
+    model = tiny_model()
+    x = val.degraded
+    with torch.no_grad():
+        before = model(x).clone()
+    result = grpo.train(args(tmp_path, lambda_sup=0.0, lambda_consistency=0.0, weight_decay=0.0, iterations=6, lr=1e-2), model=model, pool=pool, val=val)
+    with torch.no_grad():
+        assert torch.equal(result["model"](x), before)
+    heads = [p for m in result["model"].frequency_modules() for p in m.policy_fuse.parameters()]
+    assert any(not torch.equal(p, q) for p, q in zip(heads, [p for m in tiny_model().frequency_modules()
+                                                               for p in m.policy_fuse.parameters()], strict=True))
