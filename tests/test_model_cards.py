@@ -67,3 +67,9 @@ def test_recipe_command_parses(card, trainer, arguments):
         parser.parse_args(shlex.split(arguments, comments=True))
     except SystemExit as exc:  # argparse reports the bad flag on stderr
         pytest.fail(f"{card}: `ispbench train {trainer} {arguments}` does not parse (exit {exc.code})")
+
+
+def test_every_model_card_is_on_the_checkpoints_page():
+    page = (WEIGHTS_DIR.parents[1] / "book" / "checkpoints.md").read_text()
+    missing = [p.name for p in sorted(WEIGHTS_DIR.glob("*.md")) if f"../ispbench/weights/{p.name}" not in page]
+    assert not missing, f"book/checkpoints.md does not include {missing}"
