@@ -16,6 +16,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("run", None): ("ispbench.runner:main", "execute the book's notebooks (or some) with a profile through papermill"),
     ("report", "status"): ("ispbench.report:main", "write the reproduction-status page from the result files"),
     ("bench", "ops"): ("ispbench.ops.bench:main", "time every ISP module against a memory-copy floor"),
+    ("bench", "irpo"): ("ispbench.methods.irpo.bench:main", "IRPO's pre-training and GRPO steps: images/s and peak memory"),
     ("bench", "tune"): ("ispbench.methods.rlpixtuner.bench:main", "RLPixTuner's own time beside its 10 pipeline renders"),
     ("data", "prepare"): ("ispbench.data.prepare:main", "check and convert a paper dataset you downloaded"),
     ("data", "generate"): ("ispbench.data.generate:main", "generate an embedded dataset (cached)"),

@@ -71,6 +71,7 @@ NOTEBOOKS = {
     "rlpixtuner/table4": ("fivek", {**RLPIXTUNER, "iterations": 40}),
     "rlpixtuner/trajectory": ("fivek", RLPIXTUNER),
     "irpo/main": ("restoration", {"device": "cpu", "size": 32}),
+    "irpo/ablations": ("restoration", {"device": "cpu", "size": 32}),
 }
 #: OnePlus and raw COCO are evaluation sets (one ``all`` split, no ``train``): scored with the shipped
 #: embedded policies they run; retraining (the paper profile's ``retrain=True``) has no training split to use.

@@ -22,13 +22,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn import functional as F
 
-from ispbench import atomic
+from ispbench import atomic, papers
 from ispbench.data import restoration_paper
 from ispbench.data.prepared import DatasetMissingError
 from ispbench.data.restoration import DEGRADATIONS, OOD_DEGRADATIONS, RestorationSet
 from ispbench.methods.irpo import grpo, pretrain
-from ispbench.methods.irpo.inference import load_model, make_restore_fn
+from ispbench.methods.irpo.inference import export_model, load_model, make_restore_fn
 from ispbench.methods.irpo.network import AdaIR, AdaIRConfig
 from ispbench.paths import WEIGHTS_DIR
 from ispbench.stats import bootstrap_mean, interval_fields, paired_bootstrap
@@ -238,21 +239,187 @@ def examples_figure(data: Any, models: Mapping[str, AdaIR], *, crop: int = 0, ph
     return fig
 
 
+# ----------------------------------------------------------------------------- the reward and data ablations
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One GRPO run of the ablation tables: seed 0, the main rows' recipe at :data:`ABLATION_ITERATIONS` iterations."""
+
+    name: str
+    label: str
+    tables: tuple[str, ...]
+    rewards: str = "general,expert,restoration"
+    selection: str = "worst"
+    fraction: float = 0.3
+
+    @property
+    def file(self) -> str:
+        return f"irpo_ablation_{self.name}_embedded.pt"
+
+    def train_options(self) -> list[str]:
+        return ["--rewards", self.rewards, "--selection", self.selection, "--fraction", str(self.fraction)]
+
+
+#: Iterations of each ablation run (half of the main rows' 2,000: eight runs fit one CPU session).
+ABLATION_ITERATIONS = 1000
+#: The rows of both ablations; ``all`` (every reward, worst 30%) is the common row of the two tables.
+#: Worst-first and random at 100% keep the same samples, so one run stands for both.
+ABLATIONS = (
+    Ablation("all", "all three", ("reward", "data")),
+    Ablation("general", "general only", ("reward",), rewards="general"),
+    Ablation("expert", "expert only", ("reward",), rewards="expert"),
+    Ablation("restoration", "restoration only", ("reward",), rewards="restoration"),
+    Ablation("worst10", "worst-first", ("data",), fraction=0.1),
+    Ablation("random10", "random", ("data",), selection="random", fraction=0.1),
+    Ablation("random30", "random", ("data",), selection="random", fraction=0.3),
+    Ablation("all100", "worst-first = random", ("data",), fraction=1.0),
+)
+
+
+def ablation_models(smoke: bool = False, *, seed: int = 0) -> tuple[dict[str, AdaIR], dict[str, Path], dict[str, str]]:
+    """``({name: model}, {name: its training log}, notes)`` for the pre-trained ``adair`` and every
+    :data:`ABLATIONS` run: the shipped files, or under smoke tiny ones trained now (seconds)."""
+    if smoke:
+        out_dir = Path(tempfile.mkdtemp(prefix="irpo_ablation_smoke_"))
+        # 64 px is the NIQE judge's smallest crop; validation at 32 px keeps eight runs within seconds
+        pool = RestorationSet("train", crops_per_photo=1, size=64, seed=seed)
+        val = RestorationSet("val", crops_per_photo=1, size=32, seed=seed + 1000)
+        models = {"adair": _smoke_pretrained(out_dir, val, seed=seed, iterations=4)}
+        for ab in ABLATIONS:
+            start = AdaIR(SMOKE_CONFIG)
+            start.load_state_dict(models["adair"].state_dict())
+            args = grpo.Args(seed=seed, perceptual="gmsd", iterations=2, eval_every=2, log_every=1, group_size=2, patch_size=64,
+                             rewards=ab.rewards, selection=ab.selection, fraction=ab.fraction,
+                             out_dir=str(out_dir / ab.name), progress_bar=False)
+            models[ab.name] = grpo.train(args, model=start, pool=pool, val=val)["model"]
+        return models, {ab.name: out_dir / ab.name / "metrics.csv" for ab in ABLATIONS}, {}
+    models, logs, notes = {"adair": load_model(WEIGHTS_DIR / SEED_FILES["adair"][0])}, {}, {}
+    for ab in ABLATIONS:
+        path = WEIGHTS_DIR / ab.file
+        if path.is_file():
+            models[ab.name], logs[ab.name] = load_model(path), path.with_name(f"{path.stem}_train.csv")
+        else:
+            notes[ab.name] = f"{ab.file} not shipped: row left out"
+    return models, logs, notes
+
+
+def ablation_table(results: Mapping[str, Mapping[str, Sequence[pd.DataFrame]]], table: str) -> pd.DataFrame:
+    """The ``average`` rows (:func:`table_rows`) of the runs in ablation ``table`` (``reward`` or ``data``) and
+    of the pre-trained ``adair``, on every test table of ``results`` (``{test table: {name: [scores]}}``).
+    Adds ``table``, ``rewards``, ``selection``, ``fraction`` and the paper's row ``label``."""
+    if table not in ("reward", "data"):
+        raise ValueError(f"table: expected 'reward' or 'data', got {table!r}")
+    by_name = {ab.name: ab for ab in ABLATIONS}
+    frames = []
+    for test_table, per_name in results.items():
+        rows = {n: v for n, v in per_name.items() if n == "adair" or (n in by_name and table in by_name[n].tables)}
+        scored = table_rows(rows, test_table)
+        if not scored.empty:
+            frames.append(scored[scored.dataset == "average"].drop(columns="dataset").assign(table=test_table))
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True).rename(columns={"method": "run"})
+    pre = Ablation("adair", PAPER_NAMES["adair"] + " (pre-trained)", (), rewards="", selection="", fraction=0.0)
+    abl = [by_name.get(r, pre) for r in out.run]
+    return out.assign(label=[a.label for a in abl], rewards=[a.rewards for a in abl],
+                      selection=[a.selection for a in abl], fraction=[a.fraction for a in abl])
+
+
+def ablation_paper_rows(table: str) -> pd.DataFrame:
+    """The paper's ablation numbers (:mod:`ispbench.papers`, ``IRPO`` tables ``reward_ablation`` / ``data_ablation``)."""
+    frame = papers.load("IRPO")
+    return frame[frame["table"] == f"{table}_ablation"].reset_index(drop=True)
+
+
+def gradient_shares(model: AdaIR, pool: Any, *, rewards: str = "general,expert,restoration", n_inputs: int = 8,
+                    seed: int = 0, args: grpo.Args | None = None) -> pd.DataFrame:
+    """Why the reward choice barely moves the test-time path, measured: the norm of each term of IRPO's loss's
+    gradient on the authors' trainable parameters, split into the Beta policy heads (which only the stochastic
+    path uses) and the shared layers (on the test-time path), at ``model``'s current weights.
+
+    For ``n_inputs`` samples of ``pool`` (each a group of ``args.group_size``), as one GRPO iteration computes
+    them: ``pg`` (PPO-clip with group-normalised advantages), ``sup`` (``lambda_sup * L1(out, clean)``) and
+    ``consistency`` (``lambda_consistency * L1(out, deterministic out)``). Rows ``term, part, grad_norm``
+    (mean over inputs) and ``share`` (of the three terms' norms on that part)."""
+    args = args or grpo.Args(perceptual="gmsd")
+    reward_fn, _ = grpo.build_reward(grpo.parse_rewards(rewards), args, pool)
+    heads = model.policy_parameters()
+    head_ids = {id(p) for p in heads}
+    shared = [p for p in model.authors_trainable_parameters() if id(p) not in head_ids]
+    gen = torch.Generator().manual_seed(seed)
+    picks = torch.randperm(len(pool), generator=gen)[:n_inputs].tolist()
+    norms: dict[tuple[str, str], list[float]] = {}
+    g = args.group_size
+    torch.manual_seed(seed)
+    for i in picks:
+        x, c = pool.degraded[i:i + 1].repeat_interleave(g, 0), pool.clean[i:i + 1].repeat_interleave(g, 0)
+        out, log_prob = model(x, stochastic=True)
+        with torch.no_grad():
+            advantages = grpo.group_advantages(reward_fn(x, out.detach(), c, [pool.task[i]] * g)["total"], g)
+            deterministic = model(x)
+        terms = {"pg": grpo.ppo_clip_loss(log_prob, log_prob.detach(), advantages, args.clip_range),
+                 "sup": args.lambda_sup * F.l1_loss(out, c),
+                 "consistency": args.lambda_consistency * F.l1_loss(out, deterministic)}
+        for term, loss in terms.items():
+            grads = torch.autograd.grad(loss, heads + shared, retain_graph=True, allow_unused=True)
+            for part, sl in (("policy heads", slice(0, len(heads))), ("shared layers", slice(len(heads), None))):
+                sq = sum(float(gr.pow(2).sum()) for gr in grads[sl] if gr is not None)
+                norms.setdefault((term, part), []).append(sq ** 0.5)
+    rows = pd.DataFrame([{"term": t, "part": part, "grad_norm": float(np.mean(v))} for (t, part), v in norms.items()])
+    rows["share"] = rows.grad_norm / rows.groupby("part").grad_norm.transform("sum")
+    return rows
+
+
+def reward_curves_figure(files: Sequence[str | Path], *, labels: Sequence[str] | None = None, window: int = 5):
+    """GRPO training curves from shipped ``*_train.csv`` logs: the mean total reward and each reward term per
+    metrics row (a rolling mean over ``window`` rows), and the validation PSNR of both inference paths."""
+    import matplotlib.pyplot as plt
+
+    terms = ("reward_total", "reward_general", "reward_expert", "reward_restoration")
+    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(3.0 * (len(terms) + 1), 2.6))
+    for i, path in enumerate(files):
+        log = pd.read_csv(path)
+        label = labels[i] if labels else Path(path).stem.removesuffix("_train")
+        train = log.dropna(subset=["reward_total"]) if "reward_total" in log else log.iloc[0:0]
+        for ax, term in zip(axes, terms, strict=False):
+            if term in train and train[term].notna().any():
+                ax.plot(train.iteration, train[term].rolling(window, min_periods=1).mean(), label=label, lw=1)
+            ax.set_title(term.replace("reward_", "reward: "), fontsize=8)
+        val = log.dropna(subset=["val_psnr"])
+        line = axes[-1].plot(val.iteration, val.val_psnr, marker=".", lw=1, label=f"{label}")[0]
+        if "val_stochastic_psnr" in val:
+            axes[-1].plot(val.iteration, val.val_stochastic_psnr, ls=":", lw=1, color=line.get_color())
+        axes[-1].set_title("validation PSNR (dB; dotted: stochastic)", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- shipping trained models with their card
 
 
-def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: str, notes: Sequence[str] = ()) -> list[dict]:
+def ship_runs(family: str, runs: Sequence[Mapping[str, Any]], *, description: str, notes: Sequence[str] = (),
+              base: str | None = None) -> list[dict]:
     """Copy each run's ``best.pt`` (selected on the validation photos) to ``WEIGHTS_DIR/<file>`` with its
     ``metrics.csv`` as ``<stem>_train.csv``, score it on the embedded test tables and write the family's card
-    ``WEIGHTS_DIR/<family>.md`` / ``.json``. ``runs``: per file ``file, run_dir, role, seed, command``."""
+    ``WEIGHTS_DIR/<family>.md`` / ``.json``. ``runs``: per file ``file, run_dir, role, seed, command``.
+    ``base``: a shipped file the runs started from; each is then stored as its difference from it."""
     params = {"crops_per_photo": 8, "size": 128, "seed": 0, "data_root": "", "profile": "embedded", "max_images": 0}
     sets, data = test_sets(params)
     entries = []
     for r in runs:
         run_dir, dest = Path(r["run_dir"]), WEIGHTS_DIR / r["file"]
         summary = json.loads((run_dir / "summary.json").read_text())
-        with atomic.atomic_open(dest, "wb") as f:
-            f.write((run_dir / "best.pt").read_bytes())
+        if base:
+            best = load_model(run_dir / "best.pt")
+            export_model(best, dest, metadata=best.metadata, base=WEIGHTS_DIR / base)
+        else:
+            with atomic.atomic_open(dest, "wb") as f:
+                f.write((run_dir / "best.pt").read_bytes())
         atomic.write_text(WEIGHTS_DIR / f"{dest.stem}_train.csv", (run_dir / "metrics.csv").read_text())
         model = load_model(dest)
         test = {}
@@ -293,16 +460,19 @@ def _average_scores(rows: pd.DataFrame, table: str) -> dict[str, float]:
 SMOKE_CONFIG = AdaIRConfig(dim=8)
 
 
+def _smoke_pretrained(out_dir: Path, val: Any, *, seed: int, iterations: int) -> AdaIR:
+    args = pretrain.Args(seed=seed, kinds=",".join(DEGRADATIONS), patch_size=32, batch_size=2, iterations=iterations,
+                         eval_every=iterations, out_dir=str(out_dir / "pretrain"), progress_bar=False)
+    return pretrain.train(args, val=val, config=SMOKE_CONFIG)["model"]
+
+
 def smoke_models(out_dir: str | Path | None = None, *, seed: int = 0, iterations: int = 4) -> dict[str, list[AdaIR]]:
     """A tiny AdaIR pre-trained for a few iterations, then post-trained by GRPO and by the L1 control (seconds).
     ``out_dir``: the run folders (default: a new temporary folder)."""
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="irpo_smoke_"))
-    kinds = ",".join(DEGRADATIONS)
     val = RestorationSet("val", crops_per_photo=1, size=64, seed=seed + 1000)
     pool = RestorationSet("train", crops_per_photo=1, size=64, seed=seed)
-    base = pretrain.train(pretrain.Args(seed=seed, kinds=kinds, patch_size=32, batch_size=2, iterations=iterations,
-                                        eval_every=iterations, out_dir=str(out_dir / "pretrain"), progress_bar=False),
-                          val=val, config=SMOKE_CONFIG)["model"]
+    base = _smoke_pretrained(out_dir, val, seed=seed, iterations=iterations)
     models = {"adair": [base]}
     for key, objective in (("irpo", "grpo"), ("irpo_l1", "l1")):
         start = AdaIR(SMOKE_CONFIG)
@@ -311,6 +481,14 @@ def smoke_models(out_dir: str | Path | None = None, *, seed: int = 0, iterations
                          group_size=2, patch_size=64, out_dir=str(out_dir / key), progress_bar=False)
         models[key] = [grpo.train(args, model=start, pool=pool, val=val)["model"]]
     return models
+
+
+def training_logs(method: str, smoke_dir: str | Path | None = None) -> list[Path]:
+    """The training logs of ``method``'s seeds: the shipped ``<file>_train.csv`` (seed 0 first), or with
+    ``smoke_dir`` (the folder given to :func:`smoke_models`) the smoke run's ``metrics.csv``."""
+    if smoke_dir is not None:
+        return [p for p in [Path(smoke_dir) / method / "metrics.csv"] if p.is_file()]
+    return [f.with_name(f"{f.stem}_train.csv") for f in shipped_files(method) if f.with_name(f"{f.stem}_train.csv").is_file()]
 
 
 def load_rows(methods: Sequence[str] = tuple(SEED_FILES)) -> tuple[dict[str, list[AdaIR]], dict[str, str]]:
@@ -327,6 +505,7 @@ def load_rows(methods: Sequence[str] = tuple(SEED_FILES)) -> tuple[dict[str, lis
     return models, notes
 
 
-__all__ = ["AVERAGED", "IN_DOMAIN_DATASETS", "METRICS", "OOD_DATASETS", "PAPER_NAMES", "SEED_FILES", "SMOKE_CONFIG",
+__all__ = ["ABLATIONS", "ABLATION_ITERATIONS", "AVERAGED", "Ablation", "ablation_models", "ablation_paper_rows", "ablation_table",
+           "gradient_shares", "reward_curves_figure", "training_logs", "IN_DOMAIN_DATASETS", "METRICS", "OOD_DATASETS", "PAPER_NAMES", "SEED_FILES", "SMOKE_CONFIG",
            "examples_figure", "input_scores", "load_rows", "paired_claims", "score_models", "ship_runs", "shipped_files", "smoke_models", "table_rows",
            "test_sets"]

@@ -1,7 +1,10 @@
 """AdaIR / IRPO at test time: export and load a restoration model, restore images.
 
 :func:`load_model` reads what ``ispbench train irpo-pretrain --export PATH`` (or a GRPO run) wrote,
-or a training checkpoint ``last.pt``, with ``weights_only=True``. Test time uses the deterministic
+or a training checkpoint ``last.pt``, with ``weights_only=True``. A post-trained model can be
+exported as a *difference* from its starting model (``export_model(..., base=...)``: the tensors that
+changed, about 2% of AdaIR under the authors' trainable set, and the base file's name and SHA-256);
+:func:`load_model` finds the base beside the file, checks its hash and applies the difference. Test time uses the deterministic
 path (:class:`~.network.AdaIR` with ``stochastic=False``), as the authors' test script does;
 :func:`make_restore_fn` with ``stochastic=True`` scores the policy's sampled path instead.
 
@@ -12,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -30,10 +34,29 @@ EXPORT_FORMAT = "ispbench.irpo.adair/1"
 PRETRAINED_WEIGHTS = WEIGHTS_DIR / "adair_embedded.pt"
 
 
-def export_model(model: AdaIR, path: str | Path, *, metadata: dict | None = None) -> Path:
-    """Write config + weights (float32) + metadata atomically."""
-    payload = {"format": EXPORT_FORMAT, "config": model.config.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "metadata": metadata or {}}
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_model(model: AdaIR, path: str | Path, *, metadata: dict | None = None, base: str | Path | None = None) -> Path:
+    """Write config + weights (float32) + metadata atomically.
+
+    ``base``: an exported model in the same folder as ``path`` that ``model`` started from; only the tensors
+    that differ from it are written, with its file name and SHA-256 (what :func:`load_model` checks).
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": EXPORT_FORMAT, "config": model.config.to_dict(), "metadata": metadata or {}}
+    if base is not None:
+        base = Path(base)
+        if base.resolve().parent != Path(path).resolve().parent:
+            raise ValueError(f"base {base} must sit in the same folder as {path} (it is found by name at load time)")
+        base_model = load_model(base)
+        if base_model.config != model.config:
+            raise ValueError(f"base {base}: its AdaIR config differs from the model's; a difference needs the same architecture")
+        reference = base_model.state_dict()
+        state = {k: v for k, v in state.items() if not torch.equal(v, reference[k].cpu())}
+        payload["base"] = {"file": base.name, "sha256": file_sha256(base)}
+    payload["state_dict"] = state
     return atomic.torch_save(payload, path)
 
 
@@ -50,6 +73,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> AdaIR:
     payload = safe_load(path, what="AdaIR model")
     if payload.get("format") == EXPORT_FORMAT:
         state, metadata = payload["state_dict"], payload.get("metadata", {})
+        if "base" in payload:  # a difference from another export: start from it
+            state = {**_base_state(path, payload["base"]), **state}
     elif {"model", "config"} <= set(payload):
         state, metadata = payload["model"], {"train_args": payload.get("args", {}), "iterations": payload.get("iteration")}
     else:
@@ -58,6 +83,16 @@ def load_model(path: str | Path | None = None, device: str = "cpu") -> AdaIR:
     model.load_state_dict(state)
     model.metadata = metadata
     return model.to(device).eval()
+
+
+def _base_state(path: Path, base: dict) -> dict[str, torch.Tensor]:
+    base_path = path.parent / base["file"]
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{path} stores only its difference from {base['file']}, expected beside it at {base_path}")
+    if file_sha256(base_path) != base["sha256"]:
+        raise ValueError(f"{path} was written as a difference from {base_path} with SHA-256 {base['sha256'][:12]}..., "
+                         f"but that file now has {file_sha256(base_path)[:12]}...: it changed since")
+    return load_model(base_path).state_dict()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -81,4 +116,4 @@ def make_restore_fn(model: AdaIR, *, stochastic: bool = False) -> Callable[[torc
     return restore
 
 
-__all__ = ["EXPORT_FORMAT", "PRETRAINED_WEIGHTS", "export_model", "load_model", "make_restore_fn", "pad_to_multiple"]
+__all__ = ["EXPORT_FORMAT", "PRETRAINED_WEIGHTS", "export_model", "file_sha256", "load_model", "make_restore_fn", "pad_to_multiple"]
