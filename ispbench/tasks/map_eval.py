@@ -212,21 +212,26 @@ def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
 
 
 def _ap_ultralytics(tp_sorted: np.ndarray, n_gt: int) -> np.ndarray:
-    """Ultralytics-style AP: interpolated envelope at 101 recall points, trapezoid rule."""
-    t = tp_sorted.shape[1]
-    ap = np.zeros(t)
-    if tp_sorted.shape[0] == 0:
-        return ap
+    """Ultralytics-style AP: interpolated envelope at 101 recall points, trapezoid rule.
+
+    ``tp_sorted``: ``(n, T)`` booleans, detections in descending score order, one column per IoU threshold;
+    returns ``(T,)``. All thresholds in one pass (the bootstraps call this thousands of times): column ``k``'s
+    recall curve is shifted to ``[2k, 2k + 1]``, so one ``np.interp`` over the concatenation interpolates
+    every column within its own curve.
+    """
+    n, t = tp_sorted.shape
+    if n == 0:
+        return np.zeros(t)
     tps = np.cumsum(tp_sorted, axis=0, dtype=np.float64)
     fps = np.cumsum(~tp_sorted, axis=0, dtype=np.float64)
-    for k in range(t):
-        recall = tps[:, k] / (n_gt + 1e-16)
-        precision = tps[:, k] / (tps[:, k] + fps[:, k])
-        mrec = np.concatenate(([0.0], recall, [recall[-1]], [1.0]))
-        mpre = np.concatenate(([1.0], precision, [0.0], [0.0]))
-        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-        ap[k] = _trapezoid(np.interp(_RECALL_POINTS, mrec, mpre), _RECALL_POINTS)
-    return ap
+    recall = tps / (n_gt + 1e-16)
+    precision = tps / (tps + fps)
+    mrec = np.concatenate((np.zeros((1, t)), recall, recall[-1:], np.ones((1, t))))
+    mpre = np.concatenate((np.ones((1, t)), precision, np.zeros((2, t))))
+    mpre = np.maximum.accumulate(mpre[::-1], axis=0)[::-1]
+    offset = 2.0 * np.arange(t)
+    y = np.interp((_RECALL_POINTS[:, None] + offset).T.ravel(), (mrec + offset).T.ravel(), mpre.T.ravel()).reshape(t, -1)
+    return np.sum((_RECALL_POINTS[1:] - _RECALL_POINTS[:-1]) * (y[:, 1:] + y[:, :-1]) / 2.0, axis=1)
 
 
 def evaluate_map(

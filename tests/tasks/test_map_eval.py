@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from ispbench.tasks.map_eval import AUTHORS_EVAL, DetectionEvaluator, box_iou_xyxy, evaluate_map
+from ispbench.tasks.map_eval import AUTHORS_EVAL, DetectionEvaluator, _ap_ultralytics, box_iou_xyxy, evaluate_map
 
 
 def _synthetic(seed: int, n_images: int = 12, n_classes: int = 3, size=(120, 160)):
@@ -226,3 +226,28 @@ def test_ultralytics_method_matches_ultralytics_metrics(seed):
     assert ours["mAP@0.5"] == pytest.approx(ap[:, 0].mean(), abs=1e-9)
     assert ours["mAP@0.75"] == pytest.approx(ap[:, 5].mean(), abs=1e-9)
     assert ours["mAP@0.5:0.95"] == pytest.approx(ap.mean(), abs=1e-9)
+
+
+def _ap_one_threshold_at_a_time(tp_sorted: np.ndarray, n_gt: int) -> np.ndarray:
+    """The textbook loop over thresholds that the vectorised AP replaced."""
+    grid = np.linspace(0.0, 1.0, 101)
+    out = np.zeros(tp_sorted.shape[1])
+    tps = np.cumsum(tp_sorted, axis=0, dtype=np.float64)
+    fps = np.cumsum(~tp_sorted, axis=0, dtype=np.float64)
+    for k in range(tp_sorted.shape[1]):
+        recall, precision = tps[:, k] / (n_gt + 1e-16), tps[:, k] / (tps[:, k] + fps[:, k])
+        mrec = np.concatenate(([0.0], recall, [recall[-1]], [1.0]))
+        mpre = np.maximum.accumulate(np.concatenate(([1.0], precision, [0.0], [0.0]))[::-1])[::-1]
+        y = np.interp(grid, mrec, mpre)
+        out[k] = np.sum((grid[1:] - grid[:-1]) * (y[1:] + y[:-1]) / 2.0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_all_thresholds_at_once_equal_one_at_a_time(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    tp = rng.random((n, 10)) < np.linspace(0.9, 0.1, 10)
+    n_gt = int(tp[:, 0].sum()) + int(rng.integers(0, 20))
+    np.testing.assert_allclose(_ap_ultralytics(tp, n_gt), _ap_one_threshold_at_a_time(tp, n_gt), rtol=0, atol=1e-12)
+    assert _ap_ultralytics(np.zeros((0, 10), bool), 3).tolist() == [0.0] * 10
