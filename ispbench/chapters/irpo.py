@@ -22,7 +22,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torch.nn import functional as F
 
 from ispbench import atomic, papers
 from ispbench.data import restoration_paper
@@ -358,11 +357,10 @@ def gradient_shares(model: AdaIR, pool: Any, *, rewards: str = "general,expert,r
         with torch.no_grad():
             advantages = grpo.group_advantages(reward_fn(x, out.detach(), c, [pool.task[i]] * g)["total"], g)
             deterministic = model(x)
-        terms = {"pg": grpo.ppo_clip_loss(log_prob, log_prob.detach(), advantages, args.clip_range),
-                 "sup": args.lambda_sup * F.l1_loss(out, c),
-                 "consistency": args.lambda_consistency * F.l1_loss(out, deterministic)}
+        terms = grpo.loss_terms(log_prob, log_prob.detach(), advantages, out, c, deterministic, args)
+        weights = {"pg": 1.0, "sup": args.lambda_sup, "consistency": args.lambda_consistency}  # as the loss sums them
         for term, loss in terms.items():
-            grads = torch.autograd.grad(loss, heads + shared, retain_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(weights[term] * loss, heads + shared, retain_graph=True, allow_unused=True)
             for part, sl in (("policy heads", slice(0, len(heads))), ("shared layers", slice(len(heads), None))):
                 sq = sum(float(gr.pow(2).sum()) for gr in grads[sl] if gr is not None)
                 norms.setdefault((term, part), []).append(sq ** 0.5)

@@ -199,6 +199,14 @@ def ppo_clip_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages
     return torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)).mean()
 
 
+def loss_terms(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, out: torch.Tensor,
+               clean: torch.Tensor, deterministic: torch.Tensor, args: Args) -> dict[str, torch.Tensor]:
+    """IRPO's loss terms, unweighted: ``pg`` (PPO-clip), ``sup`` (``L1(out, clean)``) and ``consistency``
+    (``L1(out, deterministic out)``); the loss is ``pg + lambda_sup * sup + lambda_consistency * consistency``."""
+    return {"pg": ppo_clip_loss(log_prob, old_log_prob, advantages, args.clip_range), "sup": F.l1_loss(out, clean),
+            "consistency": F.l1_loss(out, deterministic)}
+
+
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, list[str]], dict[str, torch.Tensor]]
 
 
@@ -353,18 +361,16 @@ def train(args: Args, model: AdaIR | None = None, pool: Any = None, val: Any = N
             for update in range(args.updates_per_group):
                 if update:  # replay the group's samples under the updated heads
                     out, log_prob = model(x, stochastic=True, actions=actions)
-                pg = ppo_clip_loss(log_prob, old_log_prob, advantages, args.clip_range)
-                sup = F.l1_loss(out, c)
-                consistency = F.l1_loss(out, deterministic)
-                loss = pg + args.lambda_sup * sup + args.lambda_consistency * consistency
+                terms = loss_terms(log_prob, old_log_prob, advantages, out, c, deterministic, args)
+                loss = terms["pg"] + args.lambda_sup * terms["sup"] + args.lambda_consistency * terms["consistency"]
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if args.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
                 optimizer.step()
             stats.update({f"reward_{k}": float(v.mean()) for k, v in rewards.items()})
-            stats.update({"reward_group_std": float(rewards["total"].view(-1, g).std(1).mean()), "pg_loss": float(pg.detach()),
-                          "sup_loss": float(sup.detach()), "consistency_loss": float(consistency.detach())})
+            stats.update({"reward_group_std": float(rewards["total"].view(-1, g).std(1).mean()), "pg_loss": float(terms["pg"].detach()),
+                          "sup_loss": float(terms["sup"].detach()), "consistency_loss": float(terms["consistency"].detach())})
         for k, v in stats.items():
             window[k] = window.get(k, 0.0) + v
         window_n += 1
@@ -418,4 +424,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["Args", "OBJECTIVES", "REWARDS", "TRAINABLE", "build_reward", "group_advantages", "learning_rate", "main",
-           "parse_rewards", "ppo_clip_loss", "train", "trainable_parameters", "validate"]
+           "loss_terms", "parse_rewards", "ppo_clip_loss", "train", "trainable_parameters", "validate"]
