@@ -205,9 +205,18 @@ def weights_to_indices(weights: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(weights.shape[0]), weights)
 
 
-def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(samples: Any, confidence: float = DEFAULT_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap samples ``(n_resamples, *S)`` -> ``(low, high)``, each of shape ``S``.
+
+    Example:
+        >>> [round(float(v), 6) for v in percentile_interval(np.arange(101.0), 0.9)]
+        [5.0, 95.0]
+    """
+    confidence = _check_confidence(confidence)
     alpha = (1.0 - confidence) / 2.0
+    samples = np.asarray(samples, dtype=np.float64)
     return np.quantile(samples, alpha, axis=0), np.quantile(samples, 1.0 - alpha, axis=0)
+
 
 
 def bootstrap_mean(scores: Any, *, clusters: Sequence[Any] | None = None, n_resamples: int = DEFAULT_RESAMPLES,
@@ -240,7 +249,7 @@ def bootstrap_mean(scores: Any, *, clusters: Sequence[Any] | None = None, n_resa
     weights = resample_weights(n_items, clusters=clusters, n_resamples=n_resamples, seed=seed)
     per_seed = matrix.mean(axis=1)
     resampled = (weights @ matrix.T) / weights.sum(axis=1, keepdims=True)  # (R, n_seeds)
-    low, high = _percentile_interval(resampled.mean(axis=1), confidence)
+    low, high = percentile_interval(resampled.mean(axis=1), confidence)
     return Estimate(float(per_seed.mean()), float(np.median(per_seed)), float(low), float(high), n_seeds, n_items,
                     int(cluster_ids(clusters, n_items).max()) + 1, confidence, int(n_resamples))
 
@@ -292,9 +301,33 @@ def bootstrap_statistic(statistic: Callable[[np.ndarray], Any], n_items: int, *,
         >>> float(r.value)
         3.0
     """
+    confidence = _check_confidence(confidence)
+    value, samples = statistic_samples(statistic, n_items, clusters=clusters, n_resamples=n_resamples, seed=seed)
+    check_finite_samples(samples)
+    low, high = percentile_interval(samples, confidence)
+    return StatisticBootstrap(value, np.asarray(low), np.asarray(high), samples, int(n_items),
+                              int(cluster_ids(clusters, int(n_items)).max()) + 1, confidence)
+
+
+def statistic_samples(statistic: Callable[[np.ndarray], Any], n_items: int, *, clusters: Sequence[Any] | None = None,
+                      n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A statistic on all items and on each bootstrap resample: ``(value (S,), samples (n_resamples, *S))``.
+
+    The resamples are those of :func:`resample_weights` with the same ``seed``, so samples of
+    different statistics (two methods, several seeds) made with one ``seed`` share their item
+    draws and can be combined afterwards (a seed-mean, a paired difference) without re-running
+    either statistic: :func:`bootstrap_statistic` of the combination gives the same numbers.
+    Samples may contain NaN (a metric undefined on a resample); :func:`check_finite_samples`
+    refuses them where an interval is made.
+
+    Example:
+        >>> x = np.array([1.0, 5.0, 3.0])
+        >>> value, samples = statistic_samples(lambda idx: x[idx].mean(), 3, n_resamples=4, seed=0)
+        >>> float(value), samples.shape
+        (3.0, (4,))
+    """
     if not callable(statistic):
         raise ValueError(f"statistic: expected a function of item indices, got {type(statistic).__name__}")
-    confidence = _check_confidence(confidence)
     weights = resample_weights(n_items, clusters=clusters, n_resamples=n_resamples, seed=seed)
     value = np.asarray(statistic(np.arange(n_items)), dtype=np.float64)
     samples = np.empty((weights.shape[0], *value.shape))
@@ -303,11 +336,13 @@ def bootstrap_statistic(statistic: Callable[[np.ndarray], Any], n_items: int, *,
         if sample.shape != value.shape:
             raise ValueError(f"statistic: returned shape {sample.shape} on a resample but {value.shape} on all items")
         samples[r] = sample
+    return value, samples
+
+
+def check_finite_samples(samples: np.ndarray) -> None:
+    """Refuse bootstrap samples with NaN/inf (an interval over them would be meaningless)."""
     if not np.isfinite(samples).all():
         raise ValueError("statistic: returned NaN/inf on some resamples (e.g. a metric undefined without ground truth)")
-    low, high = _percentile_interval(samples, confidence)
-    return StatisticBootstrap(value, np.asarray(low), np.asarray(high), samples, int(n_items),
-                              int(cluster_ids(clusters, int(n_items)).max()) + 1, confidence)
 
 
 def paired_bootstrap(scores_a: Any, scores_b: Any, *, clusters: Sequence[Any] | None = None,
@@ -341,7 +376,7 @@ def paired_bootstrap(scores_a: Any, scores_b: Any, *, clusters: Sequence[Any] | 
     n_seeds, n_items = difference.shape
     weights = resample_weights(n_items, clusters=clusters, n_resamples=n_resamples, seed=seed)
     resampled = ((weights @ difference.T) / weights.sum(axis=1, keepdims=True)).mean(axis=1)
-    low, high = _percentile_interval(resampled, confidence)
+    low, high = percentile_interval(resampled, confidence)
     return PairedComparison(float(difference.mean()), float(low), float(high), float((resampled > 0).mean()),
                             n_seeds, n_items, int(cluster_ids(clusters, n_items).max()) + 1, confidence,
                             int(n_resamples))
@@ -398,6 +433,7 @@ def no_interval_fields(*, n_seeds: int = 1, metric: str | None = None) -> dict[s
 
 __all__ = [
     "DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "METRIC_UNITS", "Estimate", "PairedComparison", "StatisticBootstrap",
-    "bootstrap_mean", "bootstrap_statistic", "cluster_ids", "interval_fields", "no_interval_fields",
-    "paired_bootstrap", "resample_weights", "summary_fields", "weights_to_indices",
+    "bootstrap_mean", "bootstrap_statistic", "check_finite_samples", "cluster_ids", "interval_fields",
+    "no_interval_fields", "paired_bootstrap", "percentile_interval", "resample_weights", "statistic_samples",
+    "summary_fields", "weights_to_indices",
 ]

@@ -8,10 +8,18 @@ image's detections matched greedily to its own ground truth, exactly as ``evalua
 ``"ultralytics"`` method does: matching never crosses images) and each resample only pools the
 drawn images' matches, in the global score order, and integrates the precision/recall curves.
 On all images (no resampling) it reproduces ``evaluate_map`` exactly (``tests/chapters/test_detection_intervals.py``).
+
+A table asks for the same model's resamples many times (its own row, then every paired
+comparison it is in), always with the same resampling seed and so the same image draws:
+:func:`resampled_map` computes them once per resampler content and reuses them, and the seed
+means and paired differences are combined from those samples, which gives exactly what
+bootstrapping the combination would.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -76,6 +84,19 @@ class MapResampler:
             order = sel[np.argsort(-score_all[sel], kind="mergesort")]
             self._per_class[c] = (image_of_all[order], tp_all[order])
 
+    def content_digest(self) -> str:
+        """SHA-1 of what the resamples depend on (per-class matches and ground-truth counts): equal digests,
+        equal mAP on every resample."""
+        if getattr(self, "_digest", None) is None:
+            h = hashlib.sha1(f"{type(self).__name__}:{self.n_images}:{self._classes}".encode())
+            for c in self._classes:
+                images, tp = self._per_class[c]
+                for a in (self._gt_counts[c], images, tp):
+                    h.update(np.ascontiguousarray(a).tobytes())
+                    h.update(str(a.shape).encode())
+            self._digest = h.hexdigest()
+        return self._digest
+
     def __call__(self, indices: np.ndarray) -> np.ndarray:
         """mAP@0.5, mAP@0.75, mAP@0.5:0.95 (percent) of the images ``indices`` (with repeats).
 
@@ -94,6 +115,63 @@ class MapResampler:
             return np.full(3, np.nan)
         ap = 100.0 * np.asarray(ap)
         return np.array([ap[:, self._i50].mean(), ap[:, self._i75].mean(), ap.mean()])
+
+
+#: Resample samples of recent resamplers, by (content digest, n_resamples, seed); each entry is (R, 3) floats.
+_SAMPLES: OrderedDict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_SAMPLES_KEPT = 512
+
+
+def resampled_map(resampler: MapResampler, *, n_resamples: int = MAP_RESAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """mAP (percent) of ``resampler`` on all images and on each bootstrap resample of ``seed``.
+
+    Returns:
+        ``(value (3,), samples (n_resamples, 3))``, from :func:`ispbench.stats.statistic_samples`;
+        remembered for the last 512 resamplers by content, so a model in several comparisons is
+        resampled once. The arrays are read-only (shared between callers).
+    """
+    key = (resampler.content_digest(), int(n_resamples), int(seed))
+    if key in _SAMPLES:
+        _SAMPLES.move_to_end(key)
+        return _SAMPLES[key]
+    value, samples = stats.statistic_samples(resampler, resampler.n_images, n_resamples=n_resamples, seed=seed)
+    value.flags.writeable = False
+    samples.flags.writeable = False
+    _SAMPLES[key] = (value, samples)
+    while len(_SAMPLES) > _SAMPLES_KEPT:
+        _SAMPLES.popitem(last=False)
+    return value, samples
+
+
+def seed_estimates_from_resamplers(resamplers: Sequence[MapResampler], metrics: Sequence[str], *,
+                                   n_resamples: int = MAP_RESAMPLES, confidence: float = stats.DEFAULT_CONFIDENCE,
+                                   seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Mean and median over seeds, and the interval of the seed-mean, from each seed's :func:`resampled_map`."""
+    drawn = [resampled_map(r, n_resamples=n_resamples, seed=seed) for r in resamplers]
+    per_seed = np.stack([value for value, _ in drawn])  # (n_seeds, 3)
+    samples = np.mean([s for _, s in drawn], axis=0)  # the seed-mean on each resample (same draws for every seed)
+    stats.check_finite_samples(samples)
+    low, high = stats.percentile_interval(samples, confidence)
+    return {m: {"mean": float(per_seed[:, k].mean()), "median": float(np.median(per_seed[:, k])),
+                "ci_low": float(low[k]), "ci_high": float(high[k]), "n_seeds": len(resamplers),
+                "per_seed": [float(v) for v in per_seed[:, k]]} for k, m in enumerate(metrics)}
+
+
+def paired_difference_from_resamplers(ra: Sequence[MapResampler], rb: Sequence[MapResampler], metrics: Sequence[str], *,
+                                      n_resamples: int = MAP_RESAMPLES, confidence: float = stats.DEFAULT_CONFIDENCE,
+                                      seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap of the seed-mean difference A - B, from each seed's :func:`resampled_map` (same draws)."""
+    if ra[0].n_images != rb[0].n_images:
+        raise ValueError(f"results_b: {rb[0].n_images} images, results_a {ra[0].n_images}; expected the same images")
+    da = [resampled_map(r, n_resamples=n_resamples, seed=seed) for r in ra]
+    db = [resampled_map(r, n_resamples=n_resamples, seed=seed) for r in rb]
+    value = np.mean([v for v, _ in da], axis=0) - np.mean([v for v, _ in db], axis=0)
+    samples = np.mean([s for _, s in da], axis=0) - np.mean([s for _, s in db], axis=0)
+    stats.check_finite_samples(samples)
+    low, high = stats.percentile_interval(samples, confidence)
+    return {m: {"difference": float(value[k]), "ci_low": float(low[k]), "ci_high": float(high[k]),
+                "fraction_a_better": float((samples[:, k] > 0).mean()), "n_seeds_a": len(ra), "n_seeds_b": len(rb)}
+            for k, m in enumerate(metrics)}
 
 
 def dataset_targets(dataset: Any) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
@@ -168,13 +246,8 @@ def seed_map_estimates(results: Sequence[dict], dataset: Any, *, n_resamples: in
     Returns:
         ``{metric: {"mean", "median", "ci_low", "ci_high", "n_seeds", "per_seed"}}`` in percent.
     """
-    resamplers = _resamplers(results, dataset)
-    per_seed = np.stack([r(np.arange(r.n_images)) for r in resamplers])  # (n_seeds, 3)
-    boot = stats.bootstrap_statistic(lambda idx: np.mean([r(idx) for r in resamplers], axis=0), resamplers[0].n_images,
-                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
-    return {m: {"mean": float(per_seed[:, k].mean()), "median": float(np.median(per_seed[:, k])),
-                "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]), "n_seeds": len(resamplers),
-                "per_seed": [float(v) for v in per_seed[:, k]]} for k, m in enumerate(MAP_METRICS)}
+    return seed_estimates_from_resamplers(_resamplers(results, dataset), MAP_METRICS, n_resamples=n_resamples,
+                                          confidence=confidence, seed=seed)
 
 
 def paired_map_difference(results_a: Sequence[dict], results_b: Sequence[dict], dataset: Any, *,
@@ -186,17 +259,9 @@ def paired_map_difference(results_a: Sequence[dict], results_b: Sequence[dict], 
         ``{metric: {"difference", "ci_low", "ci_high", "fraction_a_better", "n_seeds_a", "n_seeds_b"}}``;
         A beats B at 95% when ``ci_low > 0``.
     """
-    ra, rb = _resamplers(results_a, dataset), _resamplers(results_b, dataset)
-
-    def difference(idx: np.ndarray) -> np.ndarray:
-        return np.mean([r(idx) for r in ra], axis=0) - np.mean([r(idx) for r in rb], axis=0)
-
-    boot = stats.bootstrap_statistic(difference, ra[0].n_images, n_resamples=n_resamples, confidence=confidence,
-                                     seed=seed)
-    return {m: {"difference": float(boot.value[k]), "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]),
-                "fraction_a_better": float((boot.samples[:, k] > 0).mean()), "n_seeds_a": len(ra), "n_seeds_b": len(rb)}
-            for k, m in enumerate(MAP_METRICS)}
+    return paired_difference_from_resamplers(_resamplers(results_a, dataset), _resamplers(results_b, dataset), MAP_METRICS,
+                                             n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
-__all__ = ["MAP_METRICS", "MAP_RESAMPLES", "MapResampler", "dataset_targets", "map_intervals", "paired_map_difference",
-           "seed_map_estimates"]
+__all__ = ["MAP_METRICS", "MAP_RESAMPLES", "MapResampler", "dataset_targets", "map_intervals", "paired_difference_from_resamplers",
+           "paired_map_difference", "resampled_map", "seed_estimates_from_resamplers", "seed_map_estimates"]

@@ -67,7 +67,13 @@ import numpy as np
 import torch
 
 from ispbench import atomic, stats
-from ispbench.chapters.detection_intervals import MAP_METRICS, MAP_RESAMPLES, MapResampler
+from ispbench.chapters.detection_intervals import (
+    MAP_METRICS,
+    MAP_RESAMPLES,
+    MapResampler,
+    paired_difference_from_resamplers,
+    seed_estimates_from_resamplers,
+)
 from ispbench.detection_baselines import candidates
 from ispbench.detection_baselines.candidates import CacheKeyError
 from ispbench.detection_baselines.models import load_baseline
@@ -537,13 +543,8 @@ def seed_mask_map_estimates(results: Sequence[dict[str, Any]], *, n_resamples: i
     Returns:
         ``{metric: {"mean", "median", "ci_low", "ci_high", "n_seeds", "per_seed"}}`` in percent.
     """
-    resamplers = _resamplers(results)
-    per_seed = np.stack([r(np.arange(r.n_images)) for r in resamplers])  # (n_seeds, 3)
-    boot = stats.bootstrap_statistic(lambda idx: np.mean([r(idx) for r in resamplers], axis=0), resamplers[0].n_images,
-                                     n_resamples=n_resamples, confidence=confidence, seed=seed)
-    return {m: {"mean": float(per_seed[:, k].mean()), "median": float(np.median(per_seed[:, k])),
-                "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]), "n_seeds": len(resamplers),
-                "per_seed": [float(v) for v in per_seed[:, k]]} for k, m in enumerate(METRICS)}
+    return seed_estimates_from_resamplers(_resamplers(results), METRICS, n_resamples=n_resamples, confidence=confidence,
+                                          seed=seed)
 
 
 def paired_mask_map_difference(results_a: Sequence[dict[str, Any]], results_b: Sequence[dict[str, Any]], *,
@@ -562,15 +563,7 @@ def paired_mask_map_difference(results_a: Sequence[dict[str, Any]], results_b: S
     if ra[0].n_images != rb[0].n_images:
         raise ValueError(f"results_b: {rb[0].n_images} images, results_a {ra[0].n_images}; expected the same images")
     _check_same_images([results_a[0], results_b[0]], "[results_a[0], results_b[0]]")
-
-    def difference(idx: np.ndarray) -> np.ndarray:
-        return np.mean([r(idx) for r in ra], axis=0) - np.mean([r(idx) for r in rb], axis=0)
-
-    boot = stats.bootstrap_statistic(difference, ra[0].n_images, n_resamples=n_resamples, confidence=confidence,
-                                     seed=seed)
-    return {m: {"difference": float(boot.value[k]), "ci_low": float(boot.ci_low[k]), "ci_high": float(boot.ci_high[k]),
-                "fraction_a_better": float((boot.samples[:, k] > 0).mean()), "n_seeds_a": len(ra), "n_seeds_b": len(rb)}
-            for k, m in enumerate(METRICS)}
+    return paired_difference_from_resamplers(ra, rb, METRICS, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 # ----------------------------------------------------------------------------- table rows

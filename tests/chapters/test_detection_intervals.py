@@ -90,3 +90,27 @@ def test_paired_difference_sees_a_better_method_and_is_zero_against_itself():
     assert same["difference"] == 0 and same["ci_low"] == same["ci_high"] == 0
     with pytest.raises(ValueError, match="results"):
         paired_map_difference([], good, [None] * 40)
+
+
+def test_shared_resamples_give_what_bootstrapping_the_combination_gives():
+    # seed means and paired differences are combined from each model's remembered resamples;
+    # that must equal bootstrapping the combined statistic directly, and resample each model once
+    from ispbench import stats
+    from ispbench.chapters import detection_intervals as di
+
+    rng = np.random.default_rng(5)
+    preds, gts, sizes = _random_detections(rng, n_images=30)
+    worse = [p[p[:, 4] < 0.8] if len(p) else p for p in preds]
+    ra = [MapResampler(preds, gts, sizes), MapResampler(worse, gts, sizes)]
+    rb = [MapResampler(worse, gts, sizes)]
+    direct = stats.bootstrap_statistic(lambda idx: np.mean([r(idx) for r in ra], axis=0) - rb[0](idx), 30,
+                                       n_resamples=80, seed=3)
+    shared = di.paired_difference_from_resamplers(ra, rb, di.MAP_METRICS, n_resamples=80, seed=3)
+    for k, m in enumerate(di.MAP_METRICS):
+        assert shared[m]["difference"] == direct.value[k]
+        assert (shared[m]["ci_low"], shared[m]["ci_high"]) == (direct.ci_low[k], direct.ci_high[k])
+    # equal content, equal digest: the second resampler of `worse` reuses the first's samples
+    assert ra[1].content_digest() == rb[0].content_digest() != ra[0].content_digest()
+    first = di.resampled_map(ra[1], n_resamples=80, seed=3)
+    assert di.resampled_map(rb[0], n_resamples=80, seed=3)[1] is first[1]
+    assert di.resampled_map(rb[0], n_resamples=80, seed=4)[1] is not first[1]  # another seed draws anew
