@@ -193,10 +193,18 @@ class Actor(nn.Module):
         """What the output is centred on: ``P_t`` (residual) or 0."""
         return params if self.residual else torch.zeros_like(params)
 
-    def forward(self, feat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, feat: torch.Tensor) -> torch.Tensor:
+        """``(B, feature_dim)`` -> ``(B, 9)``: the MLP's output before ``tanh``."""
+        return self.net(feat)
+
+    def squash(self, z: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Pre-activation ``(B, 9)`` and current parameters ``(B, 9)`` -> actions ``(B, 9)`` in [-1, 1]."""
         if self.residual:
-            return (params + self.scale * torch.tanh(self.net(feat))).clamp(-1, 1)
-        return torch.tanh(self.net(feat))
+            return (params + self.scale * torch.tanh(z)).clamp(-1, 1)
+        return torch.tanh(z)
+
+    def forward(self, feat: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return self.squash(self.preactivation(feat), params)
 
 
 class Critic(nn.Module):

@@ -87,7 +87,11 @@ class Args:
     ``--target-noise-clip`` (0.01), ``--policy-delay`` (2), ``--grad-clip`` (0 = none), ``--action-l2``
     (HER-style action penalty, 0 = off) and ``--bc-weight`` (hindsight goal regression, not in the paper, 0 = off:
     every Random-Target goal is rendered from known parameters ``a_g``; adds ``bc_weight * mse(mu(s), a_g)`` to
-    every update; meaningful in the absolute MDP only, where ``a_g`` is the best action from every state)"""
+    every update; meaningful in the absolute MDP only, where ``a_g`` is the best action from every state),
+    ``--actor-warmup`` (critic-only updates before the first actor update, 0 = off) and ``--preactivation-l2``
+    (penalty on the actor's pre-tanh output, 0 = off) and ``--actor-final-init`` (DDPG's U(-v, v) initialisation of
+    the actor's output layer, e.g. 3e-3; 0 = PyTorch's default): pure-TD3 guards against the early collapse to
+    saturated sliders (see ``td3``)"""
     exploration_noise: float = 0.02
     """std of the Gaussian exploration noise on actions (authors' code: 0.02; paper: 0.1)"""
     updates_per_step: float = 1.0

@@ -127,3 +127,48 @@ def test_hindsight_goal_regression_pulls_actor_to_goal_parameters():
     out = agent.update(unknown.sample(8))  # a critic-only step (policy delay 2): the actor must not move
     assert "bc_loss" not in out and "actor_loss" not in out
     assert all(torch.equal(p0, p) for p0, p in zip(actor_before, agent.actor.parameters(), strict=True))
+
+
+def test_actor_warmup_trains_only_the_critic_and_targets_still_follow():
+    torch.manual_seed(0)
+    agent = TD3(CFG, TD3Config(actor_warmup=4, policy_delay=2))
+    buf = _filled_buffer()
+    actor_before = [p.clone() for p in agent.actor.parameters()]
+    critic_targ_before = [p.clone() for p in agent.critic_targ.parameters()]
+    outs = [agent.update(buf.sample(8)) for _ in range(4)]
+    assert not any("actor_loss" in o for o in outs)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_targ_before, agent.critic_targ.parameters(), strict=True))
+    agent.update(buf.sample(8))  # update 5: odd, a critic step
+    assert "actor_loss" in agent.update(buf.sample(8))  # update 6: past the warm-up, on the delay schedule
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters(), strict=True))
+
+
+def test_preactivation_penalty_pulls_a_saturated_actor_back():
+    # an actor driven into tanh's flat ends comes back under the pre-tanh penalty (and drifts further without it)
+    def saturated(cfg):
+        torch.manual_seed(0)
+        agent = TD3(CFG, cfg)
+        with torch.no_grad():
+            agent.actor.net[-1].bias.fill_(6.0)
+        return agent
+
+    buf = _filled_buffer()
+    results = {}
+    for name, cfg in {"none": TD3Config(actor_lr=5e-3), "preactivation_l2": TD3Config(actor_lr=5e-3, preactivation_l2=1.0)}.items():
+        agent = saturated(cfg)
+        for _ in range(60):
+            agent.update(buf.sample(8))
+        obs = buf.sample(8).obs
+        results[name] = float(agent.actor.preactivation(agent.encoder(obs)).mean())
+    assert results["preactivation_l2"] < 0.5 * results["none"]
+
+
+def test_actor_final_init_starts_near_the_identity_edit():
+    buf = _filled_buffer()
+    obs = buf.sample(8).obs
+    torch.manual_seed(0)
+    small = TD3(CFG, TD3Config(actor_final_init=3e-3))
+    torch.manual_seed(0)
+    default = TD3(CFG)
+    assert float(small.act(obs).abs().max()) < 0.05 < float(default.act(obs).abs().max())
