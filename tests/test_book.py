@@ -6,6 +6,7 @@ This is the `make book` path end to end, in a temporary copy of the book's sourc
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -53,6 +54,18 @@ def test_every_notebook_runs_under_smoke(smoke_book):
     failures = [str(r.error) for r in reports if r.status == "failed"]
     assert not failures, "\n".join(failures)
     assert {r.notebook for r in reports} == set(runner.load_profile("smoke")["notebooks"])
+
+
+def test_labs_solved_under_smoke_pass_every_check(smoke_book):
+    """The book shows the labs solved (``solutions: true`` in every profile): each check passed."""
+    book, reports = smoke_book
+    labs = [r for r in reports if r.notebook.startswith("labs/") and r.status == "executed"]
+    assert len(labs) >= 4, [r.notebook for r in reports]
+    for report in labs:
+        result = json.loads((book / "results" / "smoke" / report.slot / "result.json").read_text())
+        assert result["parameters"]["solutions"] is True, report.notebook
+        rows = result["tables"]["checks"]
+        assert rows and all(row["passed"] for row in rows), (report.notebook, rows)
 
 
 def test_notebooks_that_plot_show_their_figures(smoke_book):

@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "detection_baselines": 5, "finishing_baselines": 5,
     "methods": 6,
     "chapters": 7, "notebook": 7, "quickstart": 7,  # quickstart: one-call helpers over methods and tasks
+    "labs": 7,  # the book's teaching labs: toy problems and check functions, beside the chapters
     # tools around the book: the command line, the notebook runner, the status report, benchmarks
     "runner": 8, "report": 8, "cli": 8, "__main__": 8, "book_check": 8,
 }
