@@ -183,8 +183,10 @@ def _score(
         ]
         targets = torch.cat(rows) if rows else torch.zeros(0, 6)
         with torch.no_grad():
-            losses.extend(detector.per_image_loss(x, targets).cpu().tolist())
-        for d, (_, _, _, meta) in zip(detector.predict(x, conf=conf, iou=iou, max_det=max_det), chunk, strict=True):
+            outputs = detector.raw_forward(x)  # one forward for the loss and the detections
+            losses.extend(detector.per_image_loss(x, targets, outputs=outputs).cpu().tolist())
+            detections = detector.predict(x, conf=conf, iou=iou, max_det=max_det, outputs=outputs)
+        for d, (_, _, _, meta) in zip(detections, chunk, strict=True):
             preds.append(boxes_from_letterbox(d.cpu(), meta).numpy())
         start = stop
     res = as_percent(evaluate_map(preds, gts, sizes, iou_thresholds, method=method, names=detector.names))

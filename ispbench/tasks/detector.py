@@ -339,6 +339,7 @@ class FrozenDetector(nn.Module):
         *,
         return_components: bool = False,
         mode: str = "auto",
+        outputs: tuple[torch.Tensor, dict[str, Any]] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The detector's own training loss of each image alone, differentiable w.r.t. ``images``.
 
@@ -352,6 +353,8 @@ class FrozenDetector(nn.Module):
                 independent) and the box/cls/DFL terms reduced per image (``v8DetectionLoss``
                 heads with DFL only; equal to ``"loop"`` to float rounding, tested);
                 ``"auto"`` (default): ``"batched"`` where supported, else ``"loop"``.
+            outputs: :meth:`raw_forward` of these ``images`` when the caller already has it (an
+                evaluation that also calls :meth:`predict` runs the network once, not twice).
 
         Returns:
             ``(B,)`` loss per image (sum of the weighted terms; see the module docstring), and
@@ -368,7 +371,7 @@ class FrozenDetector(nn.Module):
             raise ValueError(f"mode='batched' supports v8DetectionLoss with DFL, not {type(self.criterion).__name__}")
         images = self._check_images(images)
         targets = self._check_targets(targets, images.shape[0])
-        _, raw = self.raw_forward(images)
+        _, raw = self.raw_forward(images) if outputs is None else outputs
         if mode != "loop" and batched_ok:
             comps = self._batched_components(raw, targets, images.shape[0])
             total = comps.sum(1)
@@ -443,6 +446,7 @@ class FrozenDetector(nn.Module):
         max_det: int = 300,
         *,
         multi_label: bool = True,
+        outputs: tuple[torch.Tensor, dict[str, Any]] | None = None,
     ) -> list[torch.Tensor]:
         """Detections after NMS.
 
@@ -452,6 +456,7 @@ class FrozenDetector(nn.Module):
             iou: NMS IoU threshold (authors: 0.6).
             max_det: detections kept per image.
             multi_label: a box may carry several classes (ultralytics' validator does this).
+            outputs: :meth:`raw_forward` of these ``images``, if already computed.
 
         Returns:
             One ``(n, 6)`` float tensor per image, rows ``x1, y1, x2, y2, score, class``, in
@@ -459,7 +464,7 @@ class FrozenDetector(nn.Module):
         """
         from ultralytics.utils.nms import non_max_suppression
 
-        decoded, _ = self.raw_forward(images)
+        decoded, _ = self.raw_forward(images) if outputs is None else outputs
         out = non_max_suppression(
             decoded,
             conf_thres=conf,

@@ -147,8 +147,9 @@ def evaluate_isp_segmentation(
                              for k, (_, t, lab, _, _) in enumerate(chunk)])
         canvas_masks = torch.cat([c[3] for c in chunk])
         with torch.no_grad():
-            losses.extend(segmenter.per_image_loss(x, targets, canvas_masks).cpu().tolist())
-        detections, proto = segmenter.detect(x, conf=conf, iou=iou, max_det=max_det)
+            outputs = segmenter.raw_forward(x)  # one forward for the loss and the detections
+            losses.extend(segmenter.per_image_loss(x, targets, canvas_masks, outputs=outputs).cpu().tolist())
+            detections, proto = segmenter.detect(x, conf=conf, iou=iou, max_det=max_det, outputs=outputs)
         for k, (d, (_, _, lab, _, layout)) in enumerate(zip(detections, chunk, strict=True)):
             i = start + k
             rows = boxes_from_letterbox(d[:, :6].cpu(), layout).numpy()

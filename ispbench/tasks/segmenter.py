@@ -269,6 +269,7 @@ class FrozenSegmenter(nn.Module):
         masks: torch.Tensor,
         *,
         return_components: bool = False,
+        outputs: tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The segmenter's own training loss of each image alone, times ``loss_scale``, differentiable w.r.t. ``images``.
 
@@ -279,6 +280,8 @@ class FrozenSegmenter(nn.Module):
                 resolution ``(N, H/4, W/4)``).
             return_components: also return the ``(B, 5)`` scaled terms (``self.loss_names``:
                 box, seg, cls, dfl, sem), which sum to the loss.
+            outputs: :meth:`raw_forward` of these ``images`` when the caller already has it (an
+                evaluation that also calls :meth:`detect` runs the network once, not twice).
 
         Returns:
             ``(B,)`` loss per image (see the module docstring), and the components if asked.
@@ -289,7 +292,7 @@ class FrozenSegmenter(nn.Module):
         """
         images = self._check_images(images)
         targets = self._check_targets(targets, images.shape[0])
-        (_, proto), raw = self.raw_forward(images)
+        (_, proto), raw = self.raw_forward(images) if outputs is None else outputs
         gt_masks = self._check_masks(masks, len(targets), tuple(images.shape[-2:]), tuple(proto.shape[-2:]))
         bidx = targets[:, 0].long()
         comps = []
@@ -313,8 +316,11 @@ class FrozenSegmenter(nn.Module):
         max_det: int = 300,
         *,
         multi_label: bool = True,
+        outputs: tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]] | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Detections after NMS with their mask coefficients, and the prototypes (masks made later, for the rows needed).
+
+        ``outputs``: :meth:`raw_forward` of these ``images``, if already computed.
 
         Returns:
             ``(detections, proto)``: one ``(n, 6 + nm)`` tensor per image, rows ``x1, y1, x2, y2,
@@ -323,7 +329,7 @@ class FrozenSegmenter(nn.Module):
         """
         from ultralytics.utils.nms import non_max_suppression
 
-        (decoded, proto), _ = self.raw_forward(images)
+        (decoded, proto), _ = self.raw_forward(images) if outputs is None else outputs
         out = non_max_suppression(decoded, conf_thres=conf, iou_thres=iou, multi_label=multi_label, max_det=max_det, nc=self.nc)
         h, w = images.shape[-2:]
         res = []

@@ -277,3 +277,13 @@ def test_evaluate_isp_matches_ultralytics_val(tmp_path):
         assert ours["mAP@0.5"] == pytest.approx(100 * v.box.map50, abs=0.2)  # ours in percent
         assert ours["mAP@0.75"] == pytest.approx(100 * v.box.map75, abs=0.2)
         assert ours["mAP@0.5:0.95"] == pytest.approx(100 * v.box.map, abs=0.2)
+
+
+def test_one_forward_serves_the_loss_and_the_detections(det):
+    # evaluations pass raw_forward's outputs to both: the same numbers as two separate forwards
+    x = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))  # _targets: three images
+    with torch.no_grad():
+        outputs = det.raw_forward(x)
+        assert torch.equal(det.per_image_loss(x, _targets(), outputs=outputs), det.per_image_loss(x, _targets()))
+    for a, b in zip(det.predict(x, outputs=outputs), det.predict(x), strict=True):
+        assert torch.equal(a, b)

@@ -133,3 +133,13 @@ def test_shipped_segmenter_loads_with_weights_only_and_is_small():
     assert DEFAULT_SEG_WEIGHTS.stat().st_size < 10e6
     ckpt = torch.load(DEFAULT_SEG_WEIGHTS, map_location="cpu", weights_only=False)
     assert ckpt.get("optimizer") is None  # optimizer state stripped
+
+
+def test_one_forward_serves_the_loss_and_the_detections(one_thread, segmenter):
+    images, targets, masks = _batch()
+    with torch.no_grad():
+        outputs = segmenter.raw_forward(images)
+        assert torch.equal(segmenter.per_image_loss(images, targets, masks, outputs=outputs),
+                           segmenter.per_image_loss(images, targets, masks))
+    (shared, proto_shared), (alone, proto) = segmenter.detect(images, outputs=outputs), segmenter.detect(images)
+    assert torch.equal(proto_shared, proto) and all(torch.equal(a, b) for a, b in zip(shared, alone, strict=True))
