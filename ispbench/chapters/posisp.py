@@ -13,6 +13,7 @@ bootstraps re-score resamples without the detector.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -253,7 +254,9 @@ def short_sequence_search(model_path: str | Path, val: Any, detector: Any, *, im
     key = {"model": candidates.file_sha256(model_path), "detector": candidates.detector_sha256(detector),
            "data": candidates.dataset_version(val), "n_images": n_images, "beam": beam, "max_length": max_length,
            "imgsz": imgsz, "code": candidates.code_version()}
-    path = cache_dir() / "posisp_search" / f"{model_path.stem}__{candidates.file_sha256(model_path)[:12]}.json"
+    # one file per model *and* settings: the smoke and embedded runs must not overwrite each other's search
+    settings = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "posisp_search" / f"{model_path.stem}__{settings}.json"
     if cache and path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
