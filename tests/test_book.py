@@ -49,6 +49,8 @@ def smoke_book(tmp_path_factory):
     monkeypatch.undo()
 
 
+# the fixture runs every notebook (about 8-10 minutes on 2 cores): more than the suite's 600 s per test
+@pytest.mark.timeout(1800)
 def test_every_notebook_runs_under_smoke(smoke_book):
     _, reports = smoke_book
     failures = [str(r.error) for r in reports if r.status == "failed"]
@@ -56,6 +58,7 @@ def test_every_notebook_runs_under_smoke(smoke_book):
     assert {r.notebook for r in reports} == set(runner.load_profile("smoke")["notebooks"])
 
 
+@pytest.mark.timeout(1800)
 def test_labs_solved_under_smoke_pass_every_check(smoke_book):
     """The book shows the labs solved (``solutions: true`` in every profile): each check passed."""
     book, reports = smoke_book
@@ -68,6 +71,7 @@ def test_labs_solved_under_smoke_pass_every_check(smoke_book):
         assert rows and all(row["passed"] for row in rows), (report.notebook, rows)
 
 
+@pytest.mark.timeout(1800)
 def test_notebooks_that_plot_show_their_figures(smoke_book):
     """An executed notebook whose source plots carries ``image/png`` outputs (MPLBACKEND=Agg draws none)."""
     book, reports = smoke_book
@@ -87,6 +91,7 @@ def test_notebooks_that_plot_show_their_figures(smoke_book):
     assert not missing, f"notebooks that plot but show no figure (no image/png output): {missing}"
 
 
+@pytest.mark.timeout(1800)
 def test_book_builds_with_status_page(smoke_book, monkeypatch):
     book, reports = smoke_book
     if any(r.status == "failed" for r in reports):
