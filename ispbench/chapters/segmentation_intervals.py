@@ -560,8 +560,6 @@ def paired_mask_map_difference(results_a: Sequence[dict[str, Any]], results_b: S
         ValueError: A and B were not scored on the same images.
     """
     ra, rb = _resamplers(results_a, "results_a"), _resamplers(results_b, "results_b")
-    if ra[0].n_images != rb[0].n_images:
-        raise ValueError(f"results_b: {rb[0].n_images} images, results_a {ra[0].n_images}; expected the same images")
     _check_same_images([results_a[0], results_b[0]], "[results_a[0], results_b[0]]")
     return paired_difference_from_resamplers(ra, rb, METRICS, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
