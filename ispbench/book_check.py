@@ -12,6 +12,8 @@ headless Chromium (the Debian ``chromium`` and ``chromium-driver`` packages, dri
   width against the column's content width: the reader would have to scroll sideways); content of a
   closed ``<details>`` (the folded long-format tables) is not on the page and is not measured;
 * ``no-results-table``: a notebook result page (under ``book/executed/``) without any ``<table>``;
+* ``raw-math``: math the reader sees as raw TeX (``\\(x^2\\)``): a ``.math`` element MathJax has not
+  typeset within a few seconds of loading (MathJax missing, or blocked because it comes from a CDN);
 * ``js-error``: a JavaScript error in the console (uncaught exceptions, ``console.error``) other than
   failed loads of external (non-local) resources: the check runs offline and blocks every other host.
 
@@ -47,7 +49,7 @@ from urllib.parse import unquote, urlsplit
 
 __all__ = ["Problem", "check_site", "load_allow_list", "main", "KINDS", "chromium_available"]
 
-KINDS = ("missing-resource", "broken-link", "broken-image", "wide", "no-results-table", "js-error")
+KINDS = ("missing-resource", "broken-link", "broken-image", "wide", "no-results-table", "raw-math", "js-error")
 #: The Debian packages' paths (``apt-get install -y chromium chromium-driver``).
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -87,6 +89,16 @@ const links = Array.from(document.querySelectorAll('a[href]')).map(a => [a.href,
 const images = Array.from(document.querySelectorAll('img')).map(i => [i.src, i.complete, i.naturalWidth]);
 return {colWidth: colWidth, wide: wide, links: links, images: images, tables: col.querySelectorAll('table').length};
 """
+
+#: The ``.math`` elements (Sphinx's and MyST's inline and display math) still showing TeX, not typeset by
+#: MathJax (which puts an ``mjx-container`` in each one it renders).
+_RAW_MATH_JS = r"""
+return Array.from(document.querySelectorAll('.math'))
+  .filter(el => !el.querySelector('mjx-container') && /\\[(\[]|\$/.test(el.textContent))
+  .map(el => el.textContent.trim().replace(/\s+/g, ' ').slice(0, 60));
+"""
+#: How long a page's MathJax may take to typeset (it loads and renders after the page's load event).
+MATH_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -288,6 +300,12 @@ def _check_page(driver, root: Path, base: str, page: str, missing: list, result_
             out.append(Problem(page, "broken-image", f"{src[:80]}: the browser could not decode it"))
     for desc, w, col in info["wide"]:
         out.append(Problem(page, "wide", f"{desc}: {w} px wide, content column {col} px"))
+    raw_math, deadline = driver.execute_script(_RAW_MATH_JS), time.time() + MATH_WAIT_S
+    while raw_math and time.time() < deadline:
+        time.sleep(0.2)
+        raw_math = driver.execute_script(_RAW_MATH_JS)
+    if raw_math:
+        out.append(Problem(page, "raw-math", f"{len(raw_math)} formula(s) not typeset, e.g. {raw_math[0]}"))
     if page.startswith(result_pages) and not info["tables"]:
         out.append(Problem(page, "no-results-table", "a notebook result page with no <table>"))
     for entry in driver.get_log("browser"):

@@ -403,6 +403,8 @@ def colab_install_source(repo: Repository | None = None) -> str:
 #: Tag of the notebook cells that show the results in the paper's layout: :func:`publish` puts them
 #: first on the page, after the title and its introduction, with their code folded.
 PAPER_TABLE_TAG = "paper-table"
+#: A lab's exercise stub: the one kind of code cell the book shows open (its solution stays folded).
+EXERCISE_TAG = "exercise"
 
 
 def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
@@ -444,8 +446,8 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
         tags = cell.metadata.setdefault("tags", [])
         if "colab-install" in tags:
             tags.append("remove-cell")
-        elif cell.cell_type == "code" and not {"hide-input", "remove-input", "hide-cell"} & set(tags):
-            tags.append("hide-input")  # every code cell folded: the page shows results first, code on one click
+        elif cell.cell_type == "code" and not {"hide-input", "remove-input", "hide-cell", EXERCISE_TAG} & set(tags):
+            tags.append("hide-input")  # code folded: the page shows results first, code on one click; stubs stay open
     nb.cells = ([title] if title is not None else []) + [badge] + intro + results_cells + cells
     target = Path(publish_dir) / f"{report.notebook}.ipynb"
     with atomic.atomic_open(target, "w", encoding="utf-8") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,17 @@ def _site(root: Path) -> None:
     (root / "wide.html").write_text(_page(f"<div style='overflow-x:auto'><table><tr>{cells}</tr></table></div>"))
     (root / "jserror.html").write_text(_page("<p>hi</p>", "<script>window.addEventListener('load', () => "
                                                           "{ undefinedFunction(); });</script>"))
+    (root / "math.html").write_text(_page("<p>A formula MathJax never typesets: <span class='math'>\\(x^2\\)</span></p>"))
     (root / "book" / "executed").mkdir(parents=True)
     (root / "book" / "executed" / "nb.html").write_text(_page("<p>no table here</p>"))
 
 
 needs_chromium = pytest.mark.skipif(not book_check.chromium_available(), reason="chromium + chromedriver + selenium not installed")
+
+
+@pytest.fixture(autouse=True)
+def _short_math_wait(monkeypatch):
+    monkeypatch.setattr(book_check, "MATH_WAIT_S", 2.0)  # each raw-math page waits this long
 
 
 @needs_chromium
@@ -54,6 +61,32 @@ def test_check_site_finds_each_kind_of_problem(tmp_path):
     assert by_page["jserror.html"] == {"js-error"}
     assert "undefinedFunction" in next(p.detail for p in problems if p.kind == "js-error")
     assert by_page["book/executed/nb.html"] == {"no-results-table"}
+    assert by_page["math.html"] == {"raw-math"}
+    assert "x^2" in next(p.detail for p in problems if p.kind == "raw-math")
+
+
+@needs_chromium
+def test_the_books_own_mathjax_typesets_offline(tmp_path):
+    """The MathJax files the book ships (ispbench.book_mathjax) render TeX with every other host blocked."""
+    from ispbench import book_mathjax
+
+    shutil.copytree(book_mathjax.mathjax_source(), tmp_path / "_static" / "mathjax")
+    script = f"<script defer src='_static/mathjax/{book_mathjax.MATHJAX_COMPONENT}'></script>"
+    (tmp_path / "index.html").write_text(_page("<p>Inline <span class='math notranslate'>\\(\\log \\pi(a \\mid x)\\)</span></p>"
+                                                "<div class='math notranslate'>\\[A_i = (r_i - \\bar r) / \\sigma\\]</div>", script))
+    problems = book_check.check_site(tmp_path, log=lambda _: None)
+    assert problems == [], [str(p) for p in problems]
+
+
+def test_a_missing_mathjax_package_is_a_clear_error(monkeypatch):
+    from ispbench import book_mathjax
+
+    def not_installed(name):
+        raise book_mathjax.importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(book_mathjax.importlib.metadata, "distribution", not_installed)
+    with pytest.raises(RuntimeError, match="pip install sphinx-mathjax-offline"):
+        book_mathjax.mathjax_source()
 
 
 @needs_chromium
@@ -64,7 +97,7 @@ def test_main_fails_on_new_problems_and_passes_with_an_allow_list(tmp_path, caps
     allow = tmp_path / "allow.txt"
     allow.write_text("# known\nbroken.html | broken-link | test\nbroken.html | broken-image | test\n"
                      "broken.html | missing-resource | test\nwide.html | wide | test\njserror.html | js-error | test\n"
-                     "book/executed/*.html | no-results-table | test\nother.html | wide | fixed already\n")
+                     "book/executed/*.html | no-results-table | test\nmath.html | raw-math | test\nother.html | wide | fixed already\n")
     assert book_check.main(["--html", str(site), "--allow", str(allow)]) == 0
     out = capsys.readouterr().out
     assert "known  wide.html: wide" in out and "stale" in out and "0 new" in out

@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "chapters": 7, "notebook": 7, "quickstart": 7,  # quickstart: one-call helpers over methods and tasks
     "labs": 7,  # the book's teaching labs: toy problems and check functions, beside the chapters
     # tools around the book: the command line, the notebook runner, the status report, benchmarks
-    "runner": 8, "report": 8, "cli": 8, "__main__": 8, "book_check": 8,
+    "runner": 8, "report": 8, "cli": 8, "__main__": 8, "book_check": 8, "book_mathjax": 8,
 }
 #: modules inside a lower package that are tools of the top layer (they drive, not implement)
 TOOL_MODULES = {"ispbench.ops.bench": 8, "ispbench.data.generate": 8, "ispbench.data.prepare": 8}

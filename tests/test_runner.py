@@ -292,3 +292,20 @@ def test_publish_puts_the_paper_table_first_with_its_code_folded(tiny_project, t
     assert "paper table" in published.cells[3].outputs[0]["text"]  # executed where it stood, shown first
     assert "hide-input" in published.cells[3].metadata["tags"]
     assert sources.index(nb.cells[3].source) > 3  # the computing code follows the results
+
+
+def test_publish_leaves_a_labs_exercise_stub_open_and_folds_its_solution(tiny_project, tmp_path):
+    nb_path = tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    stub = nbformat.v4.new_code_cell("def f():\n    raise NotImplementedError('write f')")
+    stub.metadata["tags"] = [runner.EXERCISE_TAG]
+    solution = nbformat.v4.new_code_cell("def f():\n    return 1")
+    solution.metadata["tags"] = ["solution", "hide-input"]
+    nb.cells = nb.cells + [stub, solution]
+    nbformat.write(nb, nb_path)
+    _run(tiny_project, publish_dir=tmp_path / "book")
+    published = nbformat.read(tmp_path / "book" / "tiny" / "demo.ipynb", as_version=4)
+    tags = {c.source: set(c.metadata.get("tags", [])) for c in published.cells}
+    assert "hide-input" not in tags[stub.source]  # the student reads the stub without a click
+    assert "hide-input" in tags[solution.source]
+    assert "hide-input" in tags[nb.cells[2].source]  # other code still folded
