@@ -10,14 +10,17 @@ picking it needs the goal, i.e. an oracle).
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ispbench import atomic
 from ispbench.data.fivek import FiveKDataset
 from ispbench.data.hdrplus import HDRPlusDataset
 from ispbench.data.photos import EvalSet, expert_target_eval_set, full_resolution, random_target_eval_set
@@ -35,7 +38,7 @@ from ispbench.paths import WEIGHTS_DIR, cache_dir
 from ispbench.stats import bootstrap_mean, interval_fields, no_interval_fields, paired_bootstrap, summary_fields
 from ispbench.tasks.finishing_metrics import LPIPS, LPIPSUnavailable, psnr, ssim
 from ispbench.training import config
-from ispbench.training.checkpoint import settings_hash
+from ispbench.training.checkpoint import safe_load, settings_hash
 
 METHODS = ("RLPixTuner", "CMAES", "Greedy Search", "Monolithic Proxy", "Cascaded Proxy")
 
@@ -58,12 +61,26 @@ def lpips_or_none(device: str = "cpu") -> tuple[LPIPS | None, str]:
         return None, f"unavailable: {err}"
 
 
+#: Variants shipped with one file per training seed (``rlpixtuner_<variant>_seed{s}.pt``) -> their seeds.
+SEEDED_VARIANTS = {"preact": (0, 1, 2)}
+
+
 def shipped_policy_file(seed: int = 0, variant: str = "") -> str:
     """File name of a shipped embedded policy: the main recipe's ``seed``, or a ``variant``
-    (``"absolute"``, ``"td3bc"``, ``"paper"``, ``"all"`` (Table 4's full row), or a Table 4 ablation ``"naive"``, ``"dual"``, ``"dual+stats"``, ``"dual+history"``)."""
+    (``"absolute"``, ``"td3bc"``, ``"paper"``, ``"all"`` (Table 4's full row), a Table 4 ablation ``"naive"``,
+    ``"dual"``, ``"dual+stats"``, ``"dual+history"``, or ``"preact"``, the long pure-TD3 runs with a pre-tanh
+    penalty, one file per seed)."""
+    if variant in SEEDED_VARIANTS:
+        return f"rlpixtuner_{variant}_seed{int(seed)}.pt"
     if variant:
         return f"rlpixtuner_{variant.replace('+', '_')}.pt"
     return f"rlpixtuner_embedded_seed{int(seed)}.pt"
+
+
+def shipped_seeds(variant: str = "") -> list[int]:
+    """Training seeds of a shipped policy whose file is present (seeded variants ship what finished training)."""
+    seeds = SEEDED_VARIANTS.get(variant, SHIPPED_SEEDS if not variant else (0,))
+    return [s for s in seeds if (WEIGHTS_DIR / shipped_policy_file(s, variant)).is_file()]
 
 
 #: Columns of a shipped policy's training log (``<weights file stem>_train.csv``).
@@ -84,6 +101,31 @@ def training_curve(variant: str = "", seed: int = 0) -> pd.DataFrame:
     return log[list(TRAINING_LOG_COLUMNS)].assign(seed=seed, variant=variant or "main")
 
 
+def ship_policy(run_dir: str | Path, name: str, *, weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """Ship a finished run's ``best_policy.pt`` (selected on the validation photos) as ``<weights_dir>/<name>`` in
+    float16, with its validation evaluations as ``<stem>_train.csv`` (:data:`TRAINING_LOG_COLUMNS`), and record
+    its settings, steps, selected evaluation and run segments under ``files[name]`` of
+    ``rlpixtuner_embedded.json``. The model card's prose is written by hand. Returns the json entry."""
+    run_dir, weights_dir = Path(run_dir), Path(weights_dir)
+    best = safe_load(run_dir / "best_policy.pt", what="RLPixTuner policy")
+    done = json.loads((run_dir / "final_metrics.json").read_text())  # written only when a run completes
+    half = {part: ({k: v.half() if v.is_floating_point() else v for k, v in value.items()} if part != "net_config" else value)
+            for part, value in best["policy"].items()}
+    entry = {"args": best["args"], "trained_steps": int(done["step"]),
+             "best": {k: best["metrics"][k] for k in ("step", "updates", "wall_time_s", "eval_psnr_final",
+                                                       "eval_psnr_best", "eval_psnr_input")},
+             "segments": done["segments"], "training_log": name.replace(".pt", "_train.csv")}
+    atomic.torch_save({"policy": half, "args": best["args"], "metrics": best["metrics"],
+                       "trained_steps": entry["trained_steps"], "segments": entry["segments"]}, weights_dir / name)
+    log = pd.read_csv(run_dir / "metrics.csv").dropna(subset=["eval_psnr_final"])
+    atomic.write_text(weights_dir / entry["training_log"], log[list(TRAINING_LOG_COLUMNS)].to_csv(index=False))
+    card = weights_dir / "rlpixtuner_embedded.json"
+    metrics = json.loads(card.read_text()) if card.is_file() else {"files": {}}
+    metrics["files"][name] = entry
+    atomic.write_json(card, metrics)
+    return entry
+
+
 def load_policy(checkpoint: str = "", seed: int = 0, variant: str = "") -> Policy:
     """``checkpoint`` (a ``policy.pt``, ``best_policy.pt`` or trainer's ``last.pt``), else a shipped embedded policy."""
     return Policy.load(str(checkpoint or shipped_weights(shipped_policy_file(seed, variant))))
@@ -96,6 +138,8 @@ SMOKE_TRAINING = dict(n_envs=4, batch_size=8, learning_starts=40, image_size=32,
 #: Variants of the shipped policies -> trainer settings on top of the recipe.
 VARIANTS: dict[str, dict[str, Any]] = {
     "": {}, "all": {}, "absolute": {"mdp": "absolute"},
+    # the authors' recipe plus a pre-tanh action penalty (TD3Config.preactivation_l2), trained 400k steps
+    "preact": {"preactivation_l2": 0.01},
     **{name: {"ablation": name} for name in ("naive", "dual", "dual+stats", "dual+history")},
 }
 
