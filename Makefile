@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PROFILE ?= embedded
+# notebooks `make book` runs at once (each kernel gets nproc/BOOK_JOBS threads); 1 runs them in turn
+BOOK_JOBS ?= 2
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ispbench-installed
 
@@ -40,7 +42,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q --timeout 3600
 
 book: $(STAMP)
-	$(PY) -m ispbench run --profile $(PROFILE) --publish book/executed
+	$(PY) -m ispbench run --profile $(PROFILE) --jobs $(BOOK_JOBS) --publish book/executed
 	$(PY) -m ispbench report status --profile $(PROFILE) --out book/status.md
 	$(VENV)/bin/jupyter-book build . -n -W --keep-going
 	@echo "Book: $(CURDIR)/_build/html/index.html"

@@ -157,30 +157,6 @@ def status_table(profile: str) -> pd.DataFrame:
     return pd.DataFrame(out, columns=STATUS_COLUMNS)
 
 
-def _table_detail(published: pd.DataFrame, comparisons: pd.DataFrame, paper: str, table: str,
-                  profile: str) -> pd.DataFrame:
-    """Paper numbers of one table with our newest values, plus our extra rows, as side_by_side columns."""
-    pub = published[(published["paper"] == paper) & (published["table"] == table)]
-    ours = _our_cells(comparisons, paper, table)
-    rows = []
-    keys = set()
-    for _, cell in pub.iterrows():
-        key = tuple(cell[c] for c in papers.KEY)
-        keys.add(key)
-        mine = ours.get(key)
-        our_value = mine["our_value"] if mine else float("nan")
-        rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key, strict=True)),
-                     "paper_value": cell["value"], "our_value": our_value,
-                     "difference": our_value - cell["value"], "profile": mine["profile"] if mine else profile,
-                     "data": mine["data"] if mine else ""})
-    for key, mine in ours.items():
-        if key not in keys:
-            rows.append({"paper": paper, "table": table, **dict(zip(papers.KEY, key, strict=True)),
-                         "paper_value": float("nan"), "our_value": mine["our_value"],
-                         "difference": float("nan"), "profile": mine["profile"], "data": mine["data"]})
-    return pd.DataFrame(rows, columns=papers.SIDE_BY_SIDE_COLUMNS)
-
-
 def _profile_description(profile: str) -> str:
     description = (runner.load_profile(profile).get("description") or "").strip()
     return " ".join(description.split())
@@ -229,9 +205,7 @@ def status_markdown(profile: str, *, pages_dir: str = PAGES_DIR) -> str:
     """
     description = _profile_description(profile)
     status = status_table(profile)
-    comparisons = comparison_rows(profile)
     results = all_results(profile)
-    published = papers.load()
     esc = papers.escape_cell
 
     lines = ["# Reproduction status", ""]
@@ -288,9 +262,10 @@ def status_markdown(profile: str, *, pages_dir: str = PAGES_DIR) -> str:
                 summary = f"Status: **not yet** reproduced: no notebook has compared with it ({row['cells_paper']} numbers)."
             if row["data"]:
                 summary += f" Our numbers: profile `{esc(profile)}`, data: {esc(row['data'])}."
+            if row["pages"]:
+                # the cell-by-cell comparison lives on the notebook page: a six-column table does not fit a phone
+                summary += f" Number by number, beside the paper's: {_page_link(table, row['pages'], pages_dir)}."
             lines += [summary, ""]
-            detail = _table_detail(published, comparisons, paper, table, profile)
-            lines += [papers.format_side_by_side(detail, data_column=False), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

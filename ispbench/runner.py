@@ -33,8 +33,10 @@ For each notebook the runner
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -65,6 +67,8 @@ KERNEL_MPLBACKEND = "module://matplotlib_inline.backend_inline"
 #: run's device is its ``device`` parameter, never ``$ISPBENCH_DEVICE`` (see ispbench.notebook).
 KERNEL_ENV = {"MPLBACKEND": KERNEL_MPLBACKEND}
 KERNEL_ENV_REMOVED = ("ISPBENCH_DEVICE",)
+#: The thread-count variables a kernel's torch, NumPy and OpenMP read at start (``run(jobs=...)`` sets them).
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class RunnerError(Exception):
@@ -455,6 +459,24 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
     return target
 
 
+def runs_alone(path: Path) -> bool:
+    """True when the notebook's metadata say ``"ispbench": {"run_alone": true}``: it reports timings, so
+    ``run(jobs=...)`` runs it after the others, by itself, with every thread."""
+    try:
+        meta = json.loads(Path(path).read_text()).get("metadata", {})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunnerError(f"{path}: not a readable notebook ({exc})") from exc
+    return bool((meta.get("ispbench") or {}).get("run_alone", False))
+
+
+def _execute_with_threads(threads: int, notebook_id: str, kwargs: dict[str, Any]) -> RunReport:
+    """:func:`execute_notebook` in a worker process whose kernels use ``threads`` CPU threads."""
+    # set before the kernel starts, inherited by it: torch reads these when it is imported
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    return execute_notebook(notebook_id, **kwargs)
+
+
 def run(
     notebooks: Iterable[str] | None = None,
     *,
@@ -468,9 +490,18 @@ def run(
     kernel_name: str = KERNEL_NAME,
     package_dir: Path = PACKAGE_DIR,
     stream=None,
+    jobs: int = 1,
 ) -> list[RunReport]:
-    """Execute the profile's notebooks (or the given ones), printing one progress line each."""
+    """Execute the profile's notebooks (or the given ones), printing one progress line each.
+
+    With ``jobs`` > 1 that many notebooks run at once, each in its own process, and each kernel gets
+    ``cpu_count // jobs`` threads (at least one): on a small CPU, two single-threaded notebooks use the
+    cores better than one notebook with two threads, whose small tensors keep a thread waiting. Reports
+    come back in the profile's order either way; each notebook is published as soon as it succeeds.
+    """
     stream = stream or sys.stdout
+    if not isinstance(jobs, int) or jobs < 1:
+        raise RunnerError(f"jobs: expected a whole number of at least 1, got {jobs!r}")
     spec = load_profile(profile, profiles_dir)
     selected = list(notebooks) if notebooks else list(spec["notebooks"])
     if not selected:
@@ -486,14 +517,12 @@ def run(
     root = Path(results_root or os.environ.get("ISPBENCH_RESULTS", REPO_DIR / "results"))
     for stale in results.clean_stale(root / profile):
         print(f"removed {stale} (left by an interrupted run)", file=stream, flush=True)
-    reports = []
-    for i, notebook_id in enumerate(selected, 1):
-        prefix = f"[{i}/{len(selected)}] {notebook_id} ({profile})"
-        print(f"{prefix} ...", file=stream, flush=True)
-        report = execute_notebook(
-            notebook_id, profile=spec, overrides=overrides, notebooks_dir=notebooks_dir,
-            results_root=results_root, force=force, kernel_name=kernel_name, fingerprint=fingerprint,
-        )
+    kwargs = dict(profile=spec, overrides=overrides, notebooks_dir=notebooks_dir, results_root=results_root,
+                  force=force, kernel_name=kernel_name, fingerprint=fingerprint)
+    prefixes = {notebook_id: f"[{i}/{len(selected)}] {notebook_id} ({profile})" for i, notebook_id in enumerate(selected, 1)}
+
+    def finish(report: RunReport) -> RunReport:
+        prefix = prefixes[report.notebook]
         if report.status == "failed":
             print(f"{prefix} FAILED after {report.seconds:.1f} s\n  {report.error}", file=stream, flush=True)
         elif report.status == "cached":
@@ -505,8 +534,34 @@ def run(
                   f"{root / profile / report.slot}, not the profile's (and not in the book)", file=stream, flush=True)
         if publish_dir and report.status != "failed" and report.profile_results:
             publish(report, Path(publish_dir), notebooks_dir)
-        reports.append(report)
-    return reports
+        return report
+
+    if jobs == 1:
+        reports = []
+        for notebook_id in selected:
+            print(f"{prefixes[notebook_id]} ...", file=stream, flush=True)
+            reports.append(finish(execute_notebook(notebook_id, **kwargs)))
+        return reports
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    alone = [n for n in selected if runs_alone(notebook_path(n, notebooks_dir))]
+    shared = [n for n in selected if n not in alone]
+    print(f"running {min(jobs, len(shared))} notebooks at a time, {threads} CPU thread(s) each; then "
+          f"{len(alone)} that time themselves, one at a time", file=stream, flush=True)
+    done: dict[str, RunReport] = {}
+    if shared:
+        # spawn, not fork: a forked child would share this process's open files and threads
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {}
+            for notebook_id in shared:
+                print(f"{prefixes[notebook_id]} ...", file=stream, flush=True)
+                futures[pool.submit(_execute_with_threads, threads, notebook_id, kwargs)] = notebook_id
+            for future in concurrent.futures.as_completed(futures):
+                report = future.result()
+                done[report.notebook] = finish(report)
+    for notebook_id in alone:  # their timings must not include a neighbour's load
+        print(f"{prefixes[notebook_id]} ... (alone)", file=stream, flush=True)
+        done[notebook_id] = finish(execute_notebook(notebook_id, **kwargs))
+    return [done[notebook_id] for notebook_id in selected]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -532,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="execute even when the cache says nothing changed")
     parser.add_argument("--publish", type=Path, default=None, help="copy executed notebooks here for the book")
     parser.add_argument("--list", action="store_true", help="list the profile's notebooks and their parameters")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="notebooks to run at once, each kernel with cpu_count/jobs threads (default 1)")
     args = parser.parse_args(argv)
     try:
         if args.list:
@@ -540,13 +597,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{notebook_id}: {json.dumps(params)}")
             return 0
         overrides = {name: _parse_value(value) for name, value in args.parameter}
+        start = time.perf_counter()
         reports = run(args.notebooks or None, profile=args.profile, overrides=overrides,
-                      force=args.force, publish_dir=args.publish)
+                      force=args.force, publish_dir=args.publish, jobs=args.jobs)
+        wall = time.perf_counter() - start
     except RunnerError as exc:
         print(f"ispbench run: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in reports if r.status == "failed"]
     executed = sum(r.status == "executed" for r in reports)
     print(f"{len(reports)} notebooks: {executed} executed, {len(reports) - executed - len(failed)} cached, "
-          f"{len(failed)} failed; {sum(r.seconds for r in reports):.1f} s")
+          f"{len(failed)} failed; {sum(r.seconds for r in reports):.1f} s of notebook time, {wall:.1f} s wall")
     return 1 if failed else 0

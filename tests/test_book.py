@@ -44,7 +44,8 @@ def smoke_book(tmp_path_factory):
     # a headless backend in the caller's environment (the tests' own): the runner's kernels must
     # still draw their figures inline
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    reports = runner.run(profile="smoke", publish_dir=book / "book" / "executed", results_root=results)
+    # two at a time, as `make book` does: the fixture is the longest part of `make test`
+    reports = runner.run(profile="smoke", publish_dir=book / "book" / "executed", results_root=results, jobs=2)
     yield book, reports
     monkeypatch.undo()
 

@@ -309,3 +309,38 @@ def test_publish_leaves_a_labs_exercise_stub_open_and_folds_its_solution(tiny_pr
     assert "hide-input" not in tags[stub.source]  # the student reads the stub without a click
     assert "hide-input" in tags[solution.source]
     assert "hide-input" in tags[nb.cells[2].source]  # other code still folded
+
+
+THREADS_NOTEBOOK_CODE = """
+import os
+from ispbench.results import write_results
+write_results("tiny/threads", profile=profile, parameters={}, data="no data: a test notebook",
+              metrics={"omp_threads": os.environ.get("OMP_NUM_THREADS", "unset")}, seed=seed, device=device)
+"""
+
+
+def test_jobs_run_notebooks_at_once_with_their_share_of_the_threads(tiny_project, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"\nseed = 0\ndevice = "cpu"')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(THREADS_NOTEBOOK_CODE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tiny_project["notebooks_dir"] / "tiny" / "threads.ipynb")
+    nb.metadata["ispbench"] = {"run_alone": True}  # a notebook that times itself
+    nb.cells[1].source = nb.cells[1].source.replace("tiny/threads", "tiny/alone")
+    nbformat.write(nb, tiny_project["notebooks_dir"] / "tiny" / "alone.ipynb")
+    (tiny_project["profiles_dir"] / "smoke.yaml").write_text(yaml.safe_dump(
+        {"description": "test", "defaults": {"device": "cpu", "seed": 3},
+         "notebooks": {"tiny/alone": {}, "tiny/threads": {}, "tiny/demo": {"scale": 5}}}, sort_keys=False))
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 4)  # the parent decides the share
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    reports = _run(tiny_project, jobs=2)
+    assert [r.notebook for r in reports] == ["tiny/alone", "tiny/threads", "tiny/demo"]  # the profile's order
+    assert [r.status for r in reports] == ["executed"] * 3, [r.error for r in reports]
+    read = lambda slot: json.loads((_slot(tiny_project, slot) / "result.json").read_text())["metrics"]  # noqa: E731
+    assert read("tiny/threads")["omp_threads"] == "2" and read("tiny/demo")["value"] == 10
+    assert read("tiny/alone")["omp_threads"] == "unset"  # by itself, torch's own thread count
+    assert "OMP_NUM_THREADS" not in runner.os.environ  # set in the workers only
+    assert [r.status for r in _run(tiny_project, jobs=2)] == ["cached"] * 3
+    with pytest.raises(runner.RunnerError, match="jobs: expected a whole number of at least 1, got 0"):
+        _run(tiny_project, jobs=0)

@@ -841,6 +841,8 @@ def generate(
             },
         )
         (tmp / "COMPLETE").write_text(f"{elapsed:.2f}\n")
+        if is_complete(out) and not force:
+            return out  # a concurrent generator (another notebook) finished first: keep its copy, readers may hold it
         if out.exists():  # a stale incomplete copy, or force=True
             shutil.rmtree(out)
         try:

@@ -253,3 +253,21 @@ def test_dataset_pickles_without_the_frames(tiny_dir):
     blob = pickle.dumps(ds)
     assert len(blob) < 64 * 64 * 2 * len(ds)  # the memory map is not serialised
     torch.testing.assert_close(pickle.loads(blob)[0]["image"], first)
+
+
+def test_a_concurrent_generator_keeps_the_copy_that_finished_first(tiny_dir, tmp_path, monkeypatch):
+    """Two notebooks generating at once: the one finishing second must not delete the folder the first
+    one's readers already use."""
+    first = sd.generate(TINY, root=tmp_path)
+    (first / "in-use-by-a-reader").write_text("x")
+    real = sd.is_complete
+    calls = []
+
+    def stale_at_start(path):  # the second generator started before the first one's rename
+        calls.append(path)
+        return False if len(calls) == 1 else real(path)
+
+    monkeypatch.setattr(sd, "is_complete", stale_at_start)
+    again = sd.generate(TINY, root=tmp_path)
+    assert again == first and (first / "in-use-by-a-reader").is_file()
+    assert not list(tmp_path.glob(".tmp-*"))  # its own copy discarded
