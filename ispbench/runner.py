@@ -101,6 +101,12 @@ class NotebookFailure(RunnerError):
             text += f"\n  the failed executed copy is at {self.failed_copy}; the last good results are kept"
         return text
 
+    def __reduce__(self):
+        # an exception unpickles as cls(*args), and a dataclass's args are empty: rebuild from the fields,
+        # so a failure comes back from a ``run(jobs=...)`` worker process
+        return (type(self), (self.notebook, self.cell_index, self.execution_count, self.error_name,
+                             self.error_value, self.failed_copy, self.first_line))
+
 
 # ----------------------------------------------------------------------------- profiles
 
@@ -459,6 +465,14 @@ def publish(report: RunReport, publish_dir: Path, notebooks_dir: Path = NOTEBOOK
     return target
 
 
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a container's CPU set limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def runs_alone(path: Path) -> bool:
     """True when the notebook's metadata say ``"ispbench": {"run_alone": true}``: it reports timings, so
     ``run(jobs=...)`` runs it after the others, by itself, with every thread."""
@@ -503,7 +517,7 @@ def run(
     if not isinstance(jobs, int) or jobs < 1:
         raise RunnerError(f"jobs: expected a whole number of at least 1, got {jobs!r}")
     spec = load_profile(profile, profiles_dir)
-    selected = list(notebooks) if notebooks else list(spec["notebooks"])
+    selected = list(dict.fromkeys(notebooks)) if notebooks else list(spec["notebooks"])  # each once
     if not selected:
         raise RunnerError(f"profile {profile!r} lists no notebooks")
     unknown = [n for n in selected if not notebook_path(n, notebooks_dir).exists()]
@@ -542,9 +556,9 @@ def run(
             print(f"{prefixes[notebook_id]} ...", file=stream, flush=True)
             reports.append(finish(execute_notebook(notebook_id, **kwargs)))
         return reports
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     alone = [n for n in selected if runs_alone(notebook_path(n, notebooks_dir))]
     shared = [n for n in selected if n not in alone]
+    threads = max(1, _usable_cpus() // max(1, min(jobs, len(shared))))
     print(f"running {min(jobs, len(shared))} notebooks at a time, {threads} CPU thread(s) each; then "
           f"{len(alone)} that time themselves, one at a time", file=stream, flush=True)
     done: dict[str, RunReport] = {}
@@ -555,9 +569,21 @@ def run(
             for notebook_id in shared:
                 print(f"{prefixes[notebook_id]} ...", file=stream, flush=True)
                 futures[pool.submit(_execute_with_threads, threads, notebook_id, kwargs)] = notebook_id
-            for future in concurrent.futures.as_completed(futures):
-                report = future.result()
-                done[report.notebook] = finish(report)
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    notebook_id = futures[future]
+                    try:
+                        report = future.result()
+                    except concurrent.futures.process.BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                        report = RunReport(notebook_id, "failed", error=NotebookFailure(
+                            notebook_id, None, None, type(exc).__name__, f"its worker process died: {exc}"))
+                    except RunnerError as exc:  # a bad result file or notebook, found in the worker
+                        report = RunReport(notebook_id, "failed", error=NotebookFailure(
+                            notebook_id, None, None, type(exc).__name__, str(exc)))
+                    done[notebook_id] = finish(report)
+            except BaseException:  # Ctrl-C or a bug: run nothing more, wait for the running ones to clean up
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     for notebook_id in alone:  # their timings must not include a neighbour's load
         print(f"{prefixes[notebook_id]} ... (alone)", file=stream, flush=True)
         done[notebook_id] = finish(execute_notebook(notebook_id, **kwargs))

@@ -332,7 +332,7 @@ def test_jobs_run_notebooks_at_once_with_their_share_of_the_threads(tiny_project
     (tiny_project["profiles_dir"] / "smoke.yaml").write_text(yaml.safe_dump(
         {"description": "test", "defaults": {"device": "cpu", "seed": 3},
          "notebooks": {"tiny/alone": {}, "tiny/threads": {}, "tiny/demo": {"scale": 5}}}, sort_keys=False))
-    monkeypatch.setattr(runner.os, "cpu_count", lambda: 4)  # the parent decides the share
+    monkeypatch.setattr(runner, "_usable_cpus", lambda: 4)  # the parent decides the share
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     reports = _run(tiny_project, jobs=2)
     assert [r.notebook for r in reports] == ["tiny/alone", "tiny/threads", "tiny/demo"]  # the profile's order
@@ -344,3 +344,23 @@ def test_jobs_run_notebooks_at_once_with_their_share_of_the_threads(tiny_project
     assert [r.status for r in _run(tiny_project, jobs=2)] == ["cached"] * 3
     with pytest.raises(runner.RunnerError, match="jobs: expected a whole number of at least 1, got 0"):
         _run(tiny_project, jobs=0)
+
+
+def test_a_failing_notebook_among_jobs_is_reported_and_the_others_published(tiny_project):
+    nb = nbformat.read(tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb", as_version=4)
+    nbformat.write(nb, tiny_project["notebooks_dir"] / "tiny" / "other.ipynb")
+    (tiny_project["profiles_dir"] / "smoke.yaml").write_text(yaml.safe_dump(
+        {"description": "test", "defaults": {"device": "cpu", "seed": 3},
+         "notebooks": {"tiny/demo": {"fail": True}, "tiny/other": {"scale": 2}}}, sort_keys=False))
+    failed, other = _run(tiny_project, jobs=2)
+    assert failed.status == "failed" and "asked to fail" in str(failed.error)  # came back from its worker
+    assert failed.error.failed_copy is not None and failed.error.failed_copy.is_file()
+    assert other.status == "executed" and other.output.is_file()  # and the other notebook still published
+
+
+def test_notebook_failure_survives_pickling():
+    import pickle
+
+    failure = runner.NotebookFailure("a/b", 3, 7, "ValueError", "bad", Path("x.ipynb"), "x = 1")
+    again = pickle.loads(pickle.dumps(failure))
+    assert again == failure and str(again) == str(failure)

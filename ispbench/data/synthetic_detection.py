@@ -48,6 +48,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -780,6 +781,16 @@ def generate(
     if is_complete(out) and not force:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    # one generator per dataset at a time: a second notebook (ispbench run --jobs) waits, then reuses the copy
+    with open(out.parent / f".{out.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_complete(out) and not force:
+            return out
+        return _write_dataset(cfg, out, force=force, verbose=verbose)
+
+
+def _write_dataset(cfg: GeneratorConfig, out: Path, *, force: bool, verbose: bool) -> Path:
+    """:func:`generate`'s work, with its lock held: render every split into a temporary folder, rename it to ``out``."""
     _remove_stale_tmp(out)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}-{time.time_ns()}"
     tmp.mkdir()
@@ -841,12 +852,14 @@ def generate(
             },
         )
         (tmp / "COMPLETE").write_text(f"{elapsed:.2f}\n")
-        if is_complete(out) and not force:
-            return out  # a concurrent generator (another notebook) finished first: keep its copy, readers may hold it
-        if out.exists():  # a stale incomplete copy, or force=True
-            shutil.rmtree(out)
+        # A complete copy is never deleted unless forced: a concurrent generator (another notebook) may
+        # have finished first, and its readers hold it. Only a stale incomplete copy is moved aside.
+        if out.exists() and (force or not is_complete(out)):
+            stale = out.parent / f".stale-{out.name}-{os.getpid()}-{time.time_ns()}"
+            os.rename(out, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
-            os.rename(tmp, out)
+            os.rename(tmp, out)  # fails when out exists (a non-empty folder): someone else finished
         except OSError:
             if not is_complete(out):  # pragma: no cover - lost a race with nothing usable
                 raise

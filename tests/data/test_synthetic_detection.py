@@ -271,3 +271,23 @@ def test_a_concurrent_generator_keeps_the_copy_that_finished_first(tiny_dir, tmp
     again = sd.generate(TINY, root=tmp_path)
     assert again == first and (first / "in-use-by-a-reader").is_file()
     assert not list(tmp_path.glob(".tmp-*"))  # its own copy discarded
+
+
+def test_generators_started_together_render_the_dataset_once(tmp_path, monkeypatch):
+    import threading
+
+    real, writes = sd._write_dataset, []
+
+    def counted(*args, **kwargs):
+        writes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sd, "_write_dataset", counted)
+    outs = []
+    threads = [threading.Thread(target=lambda: outs.append(sd.generate(TINY, root=tmp_path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 2 and outs[0] == outs[1] and sd.is_complete(outs[0])
+    assert writes == [1]  # the second waited for the lock and reused the first one's copy
