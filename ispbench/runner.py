@@ -509,9 +509,10 @@ def run(
     """Execute the profile's notebooks (or the given ones), printing one progress line each.
 
     With ``jobs`` > 1 that many notebooks run at once, each in its own process, and each kernel gets
-    ``cpu_count // jobs`` threads (at least one): on a small CPU, two single-threaded notebooks use the
-    cores better than one notebook with two threads, whose small tensors keep a thread waiting. Reports
-    come back in the profile's order either way; each notebook is published as soon as it succeeds.
+    ``cpu_count // jobs`` threads (at least one). It pays where a notebook leaves cores idle (kernel start,
+    imports, small tensors: the smoke profile); a conv-heavy notebook on one thread can take more than twice
+    its two-thread time (irpo/main, measured 2026-12-07). Reports come back in the profile's order either
+    way; each notebook is published as soon as it succeeds.
     """
     stream = stream or sys.stdout
     if not isinstance(jobs, int) or jobs < 1:

@@ -852,14 +852,11 @@ def _write_dataset(cfg: GeneratorConfig, out: Path, *, force: bool, verbose: boo
             },
         )
         (tmp / "COMPLETE").write_text(f"{elapsed:.2f}\n")
-        # A complete copy is never deleted unless forced: a concurrent generator (another notebook) may
-        # have finished first, and its readers hold it. Only a stale incomplete copy is moved aside.
-        if out.exists() and (force or not is_complete(out)):
-            stale = out.parent / f".stale-{out.name}-{os.getpid()}-{time.time_ns()}"
-            os.rename(out, stale)
-            shutil.rmtree(stale, ignore_errors=True)
+        # generate() holds the lock and found no complete copy (or was forced): what is here is stale
+        if out.exists():
+            shutil.rmtree(out)
         try:
-            os.rename(tmp, out)  # fails when out exists (a non-empty folder): someone else finished
+            os.rename(tmp, out)
         except OSError:
             if not is_complete(out):  # pragma: no cover - lost a race with nothing usable
                 raise
