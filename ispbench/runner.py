@@ -473,14 +473,31 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def runs_alone(path: Path) -> bool:
-    """True when the notebook's metadata say ``"ispbench": {"run_alone": true}``: it reports timings, so
-    ``run(jobs=...)`` runs it after the others, by itself, with every thread."""
+def _ispbench_metadata(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(Path(path).read_text()).get("metadata", {})
     except (OSError, json.JSONDecodeError) as exc:
         raise RunnerError(f"{path}: not a readable notebook ({exc})") from exc
-    return bool((meta.get("ispbench") or {}).get("run_alone", False))
+    return meta.get("ispbench") or {}
+
+
+def runs_alone(path: Path) -> bool:
+    """True when the notebook's metadata say ``"ispbench": {"run_alone": true}``: it reports timings, so
+    ``run(jobs=...)`` runs it after the others, by itself, with every thread."""
+    return bool(_ispbench_metadata(path).get("run_alone", False))
+
+
+def expected_seconds(path: Path, profile: str) -> float:
+    """The notebook's ``"ispbench": {"seconds": {profile: s}}`` metadata (a measured cold run), else 0.
+
+    ``run(jobs=...)`` starts the longest first, so that no long notebook starts last and runs on while the
+    other workers idle.
+    """
+    hint = _ispbench_metadata(path).get("seconds", {})
+    value = hint.get(profile, 0) if isinstance(hint, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise RunnerError(f"{path}: metadata ispbench.seconds: expected {{profile: seconds >= 0}}, got {hint!r}")
+    return float(value)
 
 
 def _execute_with_threads(threads: int, notebook_id: str, kwargs: dict[str, Any]) -> RunReport:
@@ -511,7 +528,8 @@ def run(
     With ``jobs`` > 1 that many notebooks run at once, each in its own process, and each kernel gets
     ``cpu_count // jobs`` threads (at least one). It pays where a notebook leaves cores idle (kernel start,
     imports, small tensors: the smoke profile); a conv-heavy notebook on one thread can take more than twice
-    its two-thread time (irpo/main, measured 2026-12-07). Reports come back in the profile's order either
+    its two-thread time (irpo/main, measured 2026-12-07). The notebooks start longest first, by their
+    ``ispbench.seconds`` hints (:func:`expected_seconds`). Reports come back in the profile's order either
     way; each notebook is published as soon as it succeeds.
     """
     stream = stream or sys.stdout
@@ -558,7 +576,9 @@ def run(
             reports.append(finish(execute_notebook(notebook_id, **kwargs)))
         return reports
     alone = [n for n in selected if runs_alone(notebook_path(n, notebooks_dir))]
-    shared = [n for n in selected if n not in alone]
+    # longest first (sorted is stable: unhinted notebooks keep the profile's order after the hinted ones)
+    shared = sorted((n for n in selected if n not in alone),
+                    key=lambda n: -expected_seconds(notebook_path(n, notebooks_dir), spec["name"]))
     threads = max(1, _usable_cpus() // max(1, min(jobs, len(shared))))
     print(f"running {min(jobs, len(shared))} notebooks at a time, {threads} CPU thread(s) each; then "
           f"{len(alone)} that time themselves, one at a time", file=stream, flush=True)

@@ -346,6 +346,34 @@ def test_jobs_run_notebooks_at_once_with_their_share_of_the_threads(tiny_project
         _run(tiny_project, jobs=0)
 
 
+def test_jobs_start_the_longest_notebook_first(tiny_project):
+    import io
+
+    base = nbformat.read(tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb", as_version=4)
+    for name, seconds in {"quick": None, "long": {"smoke": 900, "embedded": 1}, "middle": {"smoke": 60}}.items():
+        if seconds is not None:
+            base.metadata["ispbench"] = {"seconds": seconds}
+        nbformat.write(base, tiny_project["notebooks_dir"] / "tiny" / f"{name}.ipynb")
+    (tiny_project["profiles_dir"] / "smoke.yaml").write_text(yaml.safe_dump(
+        {"description": "test", "defaults": {"device": "cpu", "seed": 3},
+         "notebooks": {"tiny/quick": {}, "tiny/middle": {}, "tiny/long": {}}}, sort_keys=False))
+    stream = io.StringIO()
+    reports = _run(tiny_project, jobs=2, stream=stream)
+    started = [line.split()[1] for line in stream.getvalue().splitlines() if line.endswith(" ...")]
+    assert started == ["tiny/long", "tiny/middle", "tiny/quick"]  # by this profile's hint; unhinted last
+    assert [r.notebook for r in reports] == ["tiny/quick", "tiny/middle", "tiny/long"]  # reported in profile order
+    assert [r.status for r in reports] == ["executed"] * 3
+
+
+def test_a_bad_seconds_hint_names_the_notebook(tiny_project):
+    nb_path = tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["ispbench"] = {"seconds": {"smoke": "long"}}
+    nbformat.write(nb, nb_path)
+    with pytest.raises(runner.RunnerError, match=r"demo.ipynb: metadata ispbench.seconds: expected"):
+        _run(tiny_project, jobs=2)
+
+
 def test_a_failing_notebook_among_jobs_is_reported_and_the_others_published(tiny_project):
     nb = nbformat.read(tiny_project["notebooks_dir"] / "tiny" / "demo.ipynb", as_version=4)
     nbformat.write(nb, tiny_project["notebooks_dir"] / "tiny" / "other.ipynb")

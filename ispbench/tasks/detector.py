@@ -59,6 +59,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# ultralytics' NMS runs torchvision's C++ kernel only when torchvision is already imported, else a Python
+# loop; the kept boxes are identical and a test split scores 21-25% faster (measured 2026-12-07)
+import torchvision  # noqa: F401
 from torch import nn
 
 from ispbench.offline import configure_ultralytics
