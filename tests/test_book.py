@@ -93,6 +93,23 @@ def test_notebooks_that_plot_show_their_figures(smoke_book):
 
 
 @pytest.mark.timeout(1800)
+def test_published_pages_print_no_import_warnings(smoke_book):
+    """Warnings a library prints on import (tqdm's "IProgress not found") would sit on every page."""
+    book, reports = smoke_book
+    noisy = {}
+    for report in reports:
+        if report.status == "failed":
+            continue
+        nb = nbformat.read(book / "book" / "executed" / f"{report.notebook}.ipynb", as_version=4)
+        text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                       if o.get("output_type") == "stream")
+        found = re.findall(r"\w*Warning: IProgress not found|TqdmWarning", text)
+        if found:
+            noisy[report.notebook] = sorted(set(found))
+    assert not noisy, noisy
+
+
+@pytest.mark.timeout(1800)
 def test_book_builds_with_status_page(smoke_book, monkeypatch):
     book, reports = smoke_book
     if any(r.status == "failed" for r in reports):

@@ -15,13 +15,19 @@ Every trainer writes into one folder ``out_dir``::
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+# tqdm.auto's notebook bar needs ipywidgets; without it, it warns in every kernel that imports this
+# module (the warning was on each page of the book), so the plain bar is used there
+if importlib.util.find_spec("ipywidgets") is not None:
+    from tqdm.auto import tqdm
+else:
+    from tqdm import tqdm
 
 from ispbench import atomic
 
